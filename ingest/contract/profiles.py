@@ -1,0 +1,207 @@
+"""Appliance kinds declared as data: metrics, valid ranges, failure modes and the action each calls for.
+
+Adding an appliance kind means adding one ``ApplianceProfile`` to ``PROFILES`` below; the validator,
+feature store, trainer, policy and simulator all read from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "STATS",
+    "ActionKind",
+    "ApplianceProfile",
+    "FailureMode",
+    "MetricSpec",
+    "PROFILES",
+    "Threshold",
+    "feature_name",
+    "get_profile",
+]
+
+#: Rolling statistics the feature store computes for every metric over the profile's window.
+#: ``stuck`` is a data-quality feature: the length of the trailing run of identical values.
+STATS: tuple[str, ...] = ("last", "mean", "std", "slope_per_day", "delta", "stuck")
+
+
+def feature_name(metric: str, stat: str) -> str:
+    """The feature-store name of one rolling statistic of one metric, e.g. ``filter_dp_pa__slope_per_day``."""
+    return f"{metric}__{stat}"
+
+
+class ActionKind(StrEnum):
+    """What a failure mode calls for when it is predicted."""
+
+    NOTIFY_HOMEOWNER = "notify_homeowner"
+    BOOK_TECHNICIAN = "book_technician"
+    OPEN_TICKET = "open_ticket"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricSpec:
+    """One telemetry metric: its unit and the physically valid range (outside it is rejected)."""
+
+    name: str
+    unit: str
+    low: float
+    high: float
+    description: str = ""
+    #: A sensor that repeats the same value this many readings in a row is considered stuck.
+    stuck_after: int = 6
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Threshold:
+    """A replacement threshold on a metric: the mode 'fails' when the metric crosses it."""
+
+    metric: str
+    value: float
+    above: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FailureMode:
+    """A way an appliance kind fails, the features that predict it and the action it calls for."""
+
+    name: str
+    description: str
+    action: ActionKind
+    #: Metrics whose rolling statistics feed this mode's model.
+    metrics: tuple[str, ...]
+    #: Probability horizon: the model predicts P(failure within horizon_h hours).
+    horizon_h: float = 48.0
+    #: Act when the predicted remaining time (lower bound) falls below this many hours. It is larger
+    #: than the 48 h promise so that a notification or a booking lands in time.
+    act_before_h: float = 96.0
+    threshold: Threshold | None = None
+    #: Shown to the homeowner for NOTIFY_HOMEOWNER modes.
+    homeowner_tip: str = ""
+    #: Technician skill required for BOOK_TECHNICIAN modes.
+    skill: str = ""
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Model input features (data-quality ``stuck`` counts excluded; the policy reads those)."""
+        return tuple(feature_name(m, s) for m in self.metrics for s in STATS if s != "stuck")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplianceProfile:
+    """Everything the backend knows about one appliance kind."""
+
+    kind: str
+    description: str
+    metrics: tuple[MetricSpec, ...]
+    failure_modes: tuple[FailureMode, ...]
+    #: How often a healthy device reports, in hours; a longer silence marks it stale.
+    reading_interval_h: float
+    #: Number of most recent readings the rolling features are computed over.
+    window: int = 24
+    #: Number of first readings that make a device's baseline for the ``delta`` statistic.
+    baseline_readings: int = 6
+    models: tuple[str, ...] = ()
+
+    def metric(self, name: str) -> MetricSpec:
+        """The spec of one metric by name (KeyError when unknown)."""
+        for spec in self.metrics:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def mode(self, name: str) -> FailureMode:
+        """One failure mode by name (KeyError when unknown)."""
+        for mode in self.failure_modes:
+            if mode.name == name:
+                return mode
+        raise KeyError(name)
+
+    @property
+    def metric_names(self) -> frozenset[str]:
+        return frozenset(spec.name for spec in self.metrics)
+
+
+RICE_COOKER = ApplianceProfile(
+    kind="rice_cooker",
+    description="Countertop induction/plate rice cooker; one reading per cooking cycle.",
+    reading_interval_h=8.0,
+    window=12,
+    baseline_readings=4,
+    models=("RC-100", "RC-200"),
+    metrics=(
+        MetricSpec(name="time_to_boil_s", unit="s", low=60, high=7200,
+                   description="Seconds from start until the pot reaches boiling"),
+        MetricSpec(name="heater_power_w", unit="W", low=0, high=3000,
+                   description="Mean electrical power drawn by the heating element while heating"),
+        MetricSpec(name="peak_temp_c", unit="°C", low=0, high=300,
+                   description="Highest pot-bottom temperature during the cycle"),
+        MetricSpec(name="cycle_energy_wh", unit="Wh", low=0, high=3000,
+                   description="Energy used by the whole cycle"),
+        MetricSpec(name="ambient_temp_c", unit="°C", low=-30, high=60,
+                   description="Kitchen temperature at cycle start"),
+    ),
+    failure_modes=(
+        FailureMode(
+            name="scale_buildup",
+            description="Mineral scale on the heating plate insulates the pot: time-to-boil and "
+                        "peak temperature rise at unchanged power until the thermal cut-off trips.",
+            action=ActionKind.NOTIFY_HOMEOWNER,
+            metrics=("time_to_boil_s", "heater_power_w", "peak_temp_c"),
+            act_before_h=120.0,
+            homeowner_tip="Descale your rice cooker: fill the pot with water and a tablespoon of "
+                          "citric acid, run a plain cook cycle, then wipe the heating plate.",
+        ),
+        FailureMode(
+            name="heating_element_wear",
+            description="The heating element degrades: heater power falls and time-to-boil "
+                        "lengthens until the element burns out.",
+            action=ActionKind.BOOK_TECHNICIAN,
+            metrics=("time_to_boil_s", "heater_power_w", "peak_temp_c"),
+            act_before_h=168.0,
+            skill="rice_cooker",
+        ),
+    ),
+)
+
+AIR_CONDITIONER = ApplianceProfile(
+    kind="air_conditioner",
+    description="Split-system air conditioner; one reading per running hour.",
+    reading_interval_h=1.0,
+    window=24,
+    baseline_readings=12,
+    models=("AC-2500", "AC-3500"),
+    metrics=(
+        MetricSpec(name="filter_dp_pa", unit="Pa", low=0, high=1000,
+                   description="Pressure drop across the return-air filter"),
+        MetricSpec(name="fan_current_a", unit="A", low=0, high=20,
+                   description="Indoor fan motor current"),
+        MetricSpec(name="supply_air_temp_c", unit="°C", low=-20, high=70,
+                   description="Air temperature leaving the indoor unit"),
+        MetricSpec(name="return_air_temp_c", unit="°C", low=-20, high=70,
+                   description="Room air temperature entering the indoor unit"),
+        MetricSpec(name="power_w", unit="W", low=0, high=8000,
+                   description="Total electrical power of the unit"),
+        MetricSpec(name="run_hours", unit="h", low=0, high=200_000, stuck_after=10**9,
+                   description="Compressor run hours since the filter was last replaced"),
+    ),
+    failure_modes=(
+        FailureMode(
+            name="filter_clogging",
+            description="Dust loads the filter: pressure drop and fan current rise with run hours "
+                        "until the pressure drop crosses the replacement threshold.",
+            action=ActionKind.BOOK_TECHNICIAN,
+            metrics=("filter_dp_pa", "fan_current_a", "run_hours"),
+            act_before_h=120.0,
+            threshold=Threshold(metric="filter_dp_pa", value=250.0),
+            skill="hvac",
+        ),
+    ),
+)
+
+PROFILES: dict[str, ApplianceProfile] = {p.kind: p for p in (RICE_COOKER, AIR_CONDITIONER)}
+
+
+def get_profile(kind: str) -> ApplianceProfile:
+    """The profile of an appliance kind (KeyError when the kind is unknown)."""
+    return PROFILES[kind]

@@ -1,0 +1,173 @@
+"""Tables owned by ingest, the declarative ``Base`` every package's tables share, and engine set-up.
+
+SQLite is the embedded default, PostgreSQL the production database; the same code runs on both.
+Engines are built by the composition root and passed in, never at import time.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Engine,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base",
+    "DeadLetterRow",
+    "DeviceEventRow",
+    "DeviceRow",
+    "FeatureHistoryRow",
+    "FeatureOnlineRow",
+    "ReadingRow",
+    "UTCDateTime",
+    "create_schema",
+    "make_engine",
+]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive text and drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime reached the database; use timezone-aware UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class DeviceRow(Base):
+    """An appliance known to the backend: registered from a fleet manifest or first seen on the wire."""
+
+    __tablename__ = "devices"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    model: Mapped[str] = mapped_column(String(64), default="")
+    firmware: Mapped[str] = mapped_column(String(64), default="")
+    household_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    service_area: Mapped[str | None] = mapped_column(String(32), default=None)
+    status: Mapped[str] = mapped_column(String(16), default="unknown")  # online / offline / unknown
+    status_at: Mapped[datetime | None] = mapped_column(default=None)
+    first_seen: Mapped[datetime | None] = mapped_column(default=None)
+    last_seen: Mapped[datetime | None] = mapped_column(default=None)
+    last_seq: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+class ReadingRow(Base):
+    """One accepted telemetry message. ``(device_id, seq)`` is unique: redelivery changes nothing."""
+
+    __tablename__ = "readings"
+    __table_args__ = (UniqueConstraint("device_id", "seq", name="uq_readings_device_seq"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), index=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    ts: Mapped[datetime] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    metrics: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime]
+
+
+class DeviceEventRow(Base):
+    """A device-reported event (error code, cycle finished)."""
+
+    __tablename__ = "device_events"
+    __table_args__ = (UniqueConstraint("device_id", "seq", name="uq_events_device_seq"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), index=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    ts: Mapped[datetime]
+    event: Mapped[str] = mapped_column(String(32))
+    code: Mapped[str | None] = mapped_column(String(32), default=None)
+    received_at: Mapped[datetime]
+
+
+class DeadLetterRow(Base):
+    """A message the ingester could not accept, kept whole with the reason it was refused."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    topic: Mapped[str] = mapped_column(Text)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    reason: Mapped[str] = mapped_column(String(32), index=True)
+    detail: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime]
+
+
+class FeatureOnlineRow(Base):
+    """The latest feature vector of each device (online store: one row per device)."""
+
+    __tablename__ = "features_online"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[datetime]
+    n_readings: Mapped[int] = mapped_column(Integer)
+    values: Mapped[dict[str, Any]]
+    baseline: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
+    scored_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class FeatureHistoryRow(Base):
+    """Every feature vector as it was at each reading (offline store, point-in-time correct)."""
+
+    __tablename__ = "features_history"
+    __table_args__ = (UniqueConstraint("device_id", "ts", name="uq_features_history_device_ts"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), index=True)
+    ts: Mapped[datetime]
+    n_readings: Mapped[int] = mapped_column(Integer)
+    values: Mapped[dict[str, Any]]
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, echo=echo, pool_pre_ping=True)
+
+
+def create_schema(engine: Engine) -> None:
+    """Create every table registered on ``Base`` (ingest's, and those of packages already imported)."""
+    Base.metadata.create_all(engine)
