@@ -135,7 +135,8 @@ class FeatureOnlineRow(Base):
     values: Mapped[dict[str, Any]]
     baseline: Mapped[dict[str, Any]]
     updated_at: Mapped[datetime]
-    scored_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: ``n_readings`` of the vector last scored; behind ``n_readings`` means a scoring is due.
+    scored_n_readings: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class FeatureHistoryRow(Base):

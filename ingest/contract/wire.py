@@ -64,6 +64,8 @@ class Reason(StrEnum):
     OUT_OF_RANGE = "out_of_range"
     BAD_TIMESTAMP = "bad_timestamp"
     CLOCK_SKEW = "clock_skew"
+    KIND_MISMATCH = "kind_mismatch"
+    UNKNOWN_DEVICE = "unknown_device"
 
 
 class DecodeError(ValueError):

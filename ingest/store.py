@@ -1,0 +1,377 @@
+"""Persistence for ingest: readings, events, presence, dead letters and the feature store.
+
+``IngestStore.write_batch`` is the one write path: it decodes a batch of raw inbound messages
+against the wire contract, stores what is valid exactly once per ``(device_id, seq)``, sends the rest
+to the dead-letter table with its reason, and refreshes the touched devices' features, all in one
+transaction. The caller acknowledges the messages to the broker only after it returns.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ingest.clock import Clock
+from ingest.contract import (
+    PROFILES,
+    STATUS_OFFLINE,
+    STATUS_ONLINE,
+    DecodeError,
+    Event,
+    Reason,
+    Telemetry,
+    decode_event,
+    decode_telemetry,
+    parse_topic,
+)
+from ingest.db import (
+    DeadLetterRow,
+    DeviceEventRow,
+    DeviceRow,
+    FeatureHistoryRow,
+    FeatureOnlineRow,
+    ReadingRow,
+)
+from ingest.features import FeatureVector, Reading, compute_baseline, compute_features
+
+__all__ = ["BatchResult", "DeadLetter", "DeviceInfo", "Inbound", "IngestStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A raw MQTT message as received, before any validation."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What one ``write_batch`` did."""
+
+    accepted: int
+    duplicates: int
+    rejected: int
+    events: int
+    status_updates: int
+    touched_devices: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceInfo:
+    """A device as the backend knows it."""
+
+    device_id: str
+    kind: str
+    model: str = ""
+    firmware: str = ""
+    household_id: str | None = None
+    service_area: str | None = None
+    status: str = "unknown"
+    status_at: datetime | None = None
+    last_seen: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A refused message with its reason."""
+
+    id: int
+    topic: str
+    payload: bytes
+    reason: str
+    detail: str
+    received_at: datetime
+
+
+def _insert(session: Session, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+class IngestStore:
+    """The ingest side of the database. Thread-safe: every call opens its own session."""
+
+    def __init__(self, engine: Engine, *, clock: Clock,
+                 max_future: timedelta = timedelta(minutes=5),
+                 max_past: timedelta = timedelta(days=30)) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._max_future = max_future
+        self._max_past = max_past
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def register_devices(self, devices: Iterable[DeviceInfo]) -> int:
+        """Insert or update devices from a fleet manifest (household and service area)."""
+        n = 0
+        with Session(self._engine) as session, session.begin():
+            for d in devices:
+                row = session.get(DeviceRow, d.device_id)
+                if row is None:
+                    row = DeviceRow(device_id=d.device_id, kind=d.kind, status="unknown")
+                    session.add(row)
+                row.kind, row.model, row.firmware = d.kind, d.model or row.model or "", d.firmware or row.firmware or ""
+                row.household_id, row.service_area = d.household_id, d.service_area
+                n += 1
+        return n
+
+    def write_batch(self, batch: Sequence[Inbound]) -> BatchResult:
+        """Decode, validate and store a batch in one transaction; see the module docstring."""
+        now = self._clock.now()
+        telemetry: list[tuple[Inbound, Telemetry]] = []
+        events: list[tuple[Inbound, Event]] = []
+        statuses: list[tuple[Inbound, str, str]] = []
+        dead: list[tuple[Inbound, Reason, str]] = []
+        for msg in batch:
+            try:
+                device_id, channel = parse_topic(msg.topic)
+                if channel == "telemetry":
+                    telemetry.append((msg, decode_telemetry(msg.payload, topic=msg.topic, now=now,
+                                                            max_future=self._max_future,
+                                                            max_past=self._max_past)))
+                elif channel == "events":
+                    events.append((msg, decode_event(msg.payload, topic=msg.topic, now=now,
+                                                     max_future=self._max_future, max_past=self._max_past)))
+                else:
+                    statuses.append((msg, device_id, _decode_status(msg.payload)))
+            except DecodeError as exc:
+                dead.append((msg, exc.reason, exc.detail))
+
+        with Session(self._engine) as session, session.begin():
+            devices = self._load_devices(session, {t.device_id for _, t in telemetry}
+                                         | {e.device_id for _, e in events} | {d for _, d, _ in statuses})
+            fresh: list[Telemetry] = []
+            seen: set[tuple[str, int]] = set()
+            for msg, t in telemetry:
+                known = devices.get(t.device_id)
+                if known is not None and known.kind != t.kind:
+                    dead.append((msg, Reason.KIND_MISMATCH,
+                                 f"device {t.device_id} is registered as {known.kind}, payload says {t.kind}"))
+                    continue
+                if (t.device_id, t.seq) in seen:
+                    continue
+                seen.add((t.device_id, t.seq))
+                fresh.append(t)
+                devices[t.device_id] = self._touch_device(session, devices.get(t.device_id), t)
+            inserted = self._insert_readings(session, fresh, received_at=now)
+            n_events = self._insert_events(session, [e for _, e in events], devices, received_at=now)
+            n_status = 0
+            for msg, device_id, status in statuses:
+                row = devices.get(device_id)
+                if row is None:
+                    dead.append((msg, Reason.UNKNOWN_DEVICE, f"status for unregistered device {device_id}"))
+                    continue
+                row.status, row.status_at = status, msg.received_at
+                n_status += 1
+            for msg, reason, detail in dead:
+                session.add(DeadLetterRow(topic=msg.topic[:1024], payload=msg.payload, reason=str(reason),
+                                          detail=detail[:2000], received_at=msg.received_at))
+            touched = sorted({t.device_id for t in inserted})
+            self._refresh_features(session, inserted, now=now)
+        return BatchResult(accepted=len(inserted), duplicates=len(telemetry) - len(inserted) - _count_kind_mismatch(dead),
+                           rejected=len(dead), events=n_events, status_updates=n_status,
+                           touched_devices=tuple(touched))
+
+    def mark_scored(self, vectors: Iterable[FeatureVector]) -> None:
+        """Record that these vectors have been scored (a newer vector stays pending)."""
+        with Session(self._engine) as session, session.begin():
+            for v in vectors:
+                session.execute(update(FeatureOnlineRow).where(FeatureOnlineRow.device_id == v.device_id)
+                                .values(scored_n_readings=v.n_readings))
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def pending_vectors(self, limit: int = 5000) -> list[FeatureVector]:
+        """Feature vectors updated since they were last scored."""
+        with Session(self._engine) as session:
+            rows = session.scalars(
+                select(FeatureOnlineRow)
+                .where(FeatureOnlineRow.scored_n_readings.is_(None)
+                       | (FeatureOnlineRow.scored_n_readings < FeatureOnlineRow.n_readings))
+                .order_by(FeatureOnlineRow.updated_at).limit(limit)).all()
+            return [_vector(r) for r in rows]
+
+    def latest_features(self, device_ids: Iterable[str] | None = None) -> list[FeatureVector]:
+        """The online feature vector of each device (all devices when ``device_ids`` is None)."""
+        stmt = select(FeatureOnlineRow)
+        if device_ids is not None:
+            stmt = stmt.where(FeatureOnlineRow.device_id.in_(list(device_ids)))
+        with Session(self._engine) as session:
+            return [_vector(r) for r in session.scalars(stmt.order_by(FeatureOnlineRow.device_id))]
+
+    def feature_history(self, device_id: str, limit: int = 500) -> list[FeatureVector]:
+        """A device's offline feature history, oldest first."""
+        with Session(self._engine) as session:
+            kind = session.scalar(select(DeviceRow.kind).where(DeviceRow.device_id == device_id)) or ""
+            rows = session.scalars(select(FeatureHistoryRow).where(FeatureHistoryRow.device_id == device_id)
+                                   .order_by(FeatureHistoryRow.ts.desc()).limit(limit)).all()
+            return [FeatureVector(device_id=r.device_id, kind=kind, ts=r.ts, n_readings=r.n_readings,
+                                  values=dict(r.values)) for r in reversed(rows)]
+
+    def recent_readings(self, device_id: str, limit: int = 50) -> list[Reading]:
+        """A device's most recent readings, oldest first."""
+        with Session(self._engine) as session:
+            rows = session.scalars(select(ReadingRow).where(ReadingRow.device_id == device_id)
+                                   .order_by(ReadingRow.ts.desc()).limit(limit)).all()
+            return [_reading(r) for r in reversed(rows)]
+
+    def device(self, device_id: str) -> DeviceInfo | None:
+        with Session(self._engine) as session:
+            row = session.get(DeviceRow, device_id)
+            return None if row is None else _device(row)
+
+    def devices(self, *, household_id: str | None = None) -> list[DeviceInfo]:
+        stmt = select(DeviceRow).order_by(DeviceRow.device_id)
+        if household_id is not None:
+            stmt = stmt.where(DeviceRow.household_id == household_id)
+        with Session(self._engine) as session:
+            return [_device(r) for r in session.scalars(stmt)]
+
+    def dead_letters(self, *, limit: int = 100, reason: str | None = None) -> list[DeadLetter]:
+        stmt = select(DeadLetterRow).order_by(DeadLetterRow.id.desc()).limit(limit)
+        if reason is not None:
+            stmt = stmt.where(DeadLetterRow.reason == reason)
+        with Session(self._engine) as session:
+            return [DeadLetter(r.id, r.topic, r.payload, r.reason, r.detail, r.received_at)
+                    for r in session.scalars(stmt)]
+
+    def counts(self) -> dict[str, int]:
+        """Row counts for the summary and health endpoints."""
+        with Session(self._engine) as session:
+            return {
+                "readings": session.scalar(select(func.count()).select_from(ReadingRow)) or 0,
+                "rejected": session.scalar(select(func.count()).select_from(DeadLetterRow)) or 0,
+                "devices": session.scalar(select(func.count()).select_from(DeviceRow)) or 0,
+                "events": session.scalar(select(func.count()).select_from(DeviceEventRow)) or 0,
+            }
+
+    def rejected_by_reason(self) -> dict[str, int]:
+        with Session(self._engine) as session:
+            rows = session.execute(select(DeadLetterRow.reason, func.count()).group_by(DeadLetterRow.reason))
+            return {reason: n for reason, n in rows}
+
+    # -- internals ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _load_devices(session: Session, ids: set[str]) -> dict[str, DeviceRow]:
+        if not ids:
+            return {}
+        return {r.device_id: r for r in session.scalars(select(DeviceRow).where(DeviceRow.device_id.in_(ids)))}
+
+    @staticmethod
+    def _touch_device(session: Session, row: DeviceRow | None, t: Telemetry) -> DeviceRow:
+        if row is None:
+            row = DeviceRow(device_id=t.device_id, kind=t.kind, model=t.model, firmware=t.firmware,
+                            status="unknown", first_seen=t.ts, last_seen=t.ts, last_seq=t.seq)
+            session.add(row)
+            session.flush()
+            return row
+        row.model, row.firmware = t.model, t.firmware
+        if row.first_seen is None or t.ts < row.first_seen:
+            row.first_seen = t.ts
+        if row.last_seen is None or t.ts > row.last_seen:
+            row.last_seen, row.last_seq = t.ts, t.seq
+        return row
+
+    @staticmethod
+    def _insert_readings(session: Session, fresh: Sequence[Telemetry], *, received_at: datetime) -> list[Telemetry]:
+        if not fresh:
+            return []
+        stmt = (_insert(session, ReadingRow).on_conflict_do_nothing(index_elements=["device_id", "seq"])
+                .returning(ReadingRow.device_id, ReadingRow.seq))
+        params = [{"device_id": t.device_id, "seq": t.seq, "ts": t.ts, "kind": t.kind,
+                   "metrics": dict(t.metrics), "received_at": received_at} for t in fresh]
+        stored = {(d, s) for d, s in session.execute(stmt, params)}
+        return [t for t in fresh if (t.device_id, t.seq) in stored]
+
+    @staticmethod
+    def _insert_events(session: Session, events: Sequence[Event], devices: dict[str, DeviceRow],
+                       *, received_at: datetime) -> int:
+        if not events:
+            return 0
+        stmt = (_insert(session, DeviceEventRow).on_conflict_do_nothing(index_elements=["device_id", "seq"])
+                .returning(DeviceEventRow.id))
+        params = [{"device_id": e.device_id, "seq": e.seq, "ts": e.ts, "event": e.event, "code": e.code,
+                   "received_at": received_at} for e in events]
+        return len(session.execute(stmt, params).all())
+
+    def _refresh_features(self, session: Session, inserted: Sequence[Telemetry], *, now: datetime) -> None:
+        """Recompute features of every device that got new readings.
+
+        Every reading from the oldest new one onwards gets its point-in-time vector (computed from
+        the readings up to its own timestamp) written to the offline history, so a late arrival
+        also corrects the vectors after it; the online vector is recomputed from the device's
+        latest window, whatever order the readings came in.
+        """
+        by_device: dict[str, list[Telemetry]] = defaultdict(list)
+        for t in inserted:
+            by_device[t.device_id].append(t)
+        for device_id, new in by_device.items():
+            profile = PROFILES[new[0].kind]
+            online = session.get(FeatureOnlineRow, device_id)
+            baseline = dict(online.baseline) if online is not None else {}
+            if baseline.get("_complete") != 1.0:
+                first = session.scalars(select(ReadingRow).where(ReadingRow.device_id == device_id)
+                                        .order_by(ReadingRow.ts).limit(profile.baseline_readings)).all()
+                baseline = compute_baseline(profile, [_reading(r) for r in first])
+                if len(first) >= profile.baseline_readings:
+                    baseline["_complete"] = 1.0
+            metric_baseline = {k: v for k, v in baseline.items() if not k.startswith("_")}
+            oldest_new = min(t.ts for t in new)
+            by_device_id = ReadingRow.device_id == device_id
+            since = session.scalars(select(ReadingRow).where(by_device_id, ReadingRow.ts >= oldest_new)
+                                    .order_by(ReadingRow.ts)).all()
+            before = session.scalars(select(ReadingRow).where(by_device_id, ReadingRow.ts < oldest_new)
+                                     .order_by(ReadingRow.ts.desc()).limit(profile.window - 1)).all()
+            timeline = [_reading(r) for r in reversed(before)] + [_reading(r) for r in since]
+            n_total = session.scalar(select(func.count()).select_from(ReadingRow).where(by_device_id)) or 0
+            history = [
+                {"device_id": device_id, "ts": r.ts, "n_readings": n_total - (len(timeline) - 1 - i),
+                 "values": compute_features(profile, timeline[max(0, i - profile.window + 1): i + 1],
+                                            metric_baseline)}
+                for i, r in enumerate(timeline) if i >= len(before)
+            ]
+            stmt = _insert(session, FeatureHistoryRow)
+            session.execute(stmt.on_conflict_do_update(
+                index_elements=["device_id", "ts"],
+                set_={"values": stmt.excluded["values"], "n_readings": stmt.excluded.n_readings}), history)
+            if online is None:
+                online = FeatureOnlineRow(device_id=device_id, kind=profile.kind)
+                session.add(online)
+            online.ts, online.n_readings = timeline[-1].ts, n_total
+            online.values = history[-1]["values"]
+            online.baseline, online.updated_at = baseline, now
+
+
+def _decode_status(payload: bytes) -> str:
+    text = payload.decode("utf-8", errors="replace").strip()
+    if text not in (STATUS_ONLINE, STATUS_OFFLINE):
+        raise DecodeError(Reason.SCHEMA, f"status must be {STATUS_ONLINE!r} or {STATUS_OFFLINE!r}, got {text[:40]!r}")
+    return text
+
+
+def _count_kind_mismatch(dead: Sequence[tuple[Inbound, Reason, str]]) -> int:
+    return sum(1 for _, reason, _ in dead if reason == Reason.KIND_MISMATCH)
+
+
+def _reading(r: ReadingRow) -> Reading:
+    return Reading(device_id=r.device_id, kind=r.kind, seq=r.seq, ts=r.ts, metrics=dict(r.metrics))
+
+
+def _vector(r: FeatureOnlineRow) -> FeatureVector:
+    return FeatureVector(device_id=r.device_id, kind=r.kind, ts=r.ts, n_readings=r.n_readings, values=dict(r.values))
+
+
+def _device(r: DeviceRow) -> DeviceInfo:
+    return DeviceInfo(device_id=r.device_id, kind=r.kind, model=r.model, firmware=r.firmware,
+                      household_id=r.household_id, service_area=r.service_area, status=r.status,
+                      status_at=r.status_at, last_seen=r.last_seen)

@@ -1,0 +1,118 @@
+"""The wire contract: the strict decoder and the JSON Schema agree; every bad input has a reason."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jsonschema
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ingest.contract import (
+    PROFILES,
+    DecodeError,
+    Event,
+    Reason,
+    Telemetry,
+    decode_event,
+    decode_telemetry,
+    encode_event,
+    encode_telemetry,
+    telemetry_topic,
+)
+from tests.payloads import bad_payloads
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+SCHEMA = json.loads((Path(__file__).parents[2] / "ingest" / "contract" / "telemetry.schema.json").read_text())
+
+
+def _good(**over: object) -> Telemetry:
+    base = dict(device_id="rc-1", kind="rice_cooker", model="RC-100", firmware="1.4.2", seq=7,
+                ts=NOW - timedelta(minutes=1), metrics={"time_to_boil_s": 712.5, "heater_power_w": 650.0})
+    base.update(over)
+    return Telemetry(**base)  # type: ignore[arg-type]
+
+
+def test_round_trip_and_schema_agree() -> None:
+    payload = encode_telemetry(_good())
+    jsonschema.validate(json.loads(payload), SCHEMA, format_checker=jsonschema.FormatChecker())
+    decoded = decode_telemetry(payload, topic=telemetry_topic("rc-1"), now=NOW)
+    assert decoded == _good(ts=decoded.ts)
+    assert decoded.ts == (NOW - timedelta(minutes=1))
+
+
+def test_schema_lists_every_profile_kind() -> None:
+    assert set(SCHEMA["properties"]["kind"]["enum"]) == set(PROFILES)
+
+
+@pytest.mark.parametrize("case", bad_payloads(NOW), ids=lambda c: c.name)
+def test_every_recorded_bad_payload_is_refused_with_its_reason(case) -> None:  # type: ignore[no-untyped-def]
+    if case.topic.endswith("/status"):
+        pytest.skip("status payloads are checked by the store")
+    with pytest.raises(DecodeError) as info:
+        decode_telemetry(case.payload, topic=case.topic, now=NOW)
+    assert info.value.reason == case.reason
+    assert info.value.detail
+
+
+def test_schema_also_refuses_the_structurally_bad_ones() -> None:
+    for case in bad_payloads(NOW):
+        if case.reason not in ("schema", "unsupported_version", "unknown_kind"):
+            continue
+        try:
+            body = json.loads(case.payload)
+        except ValueError:
+            continue
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(body, SCHEMA)
+
+
+def test_oversized_and_deeply_nested_payloads() -> None:
+    with pytest.raises(DecodeError) as big:
+        decode_telemetry(b"{" + b" " * 9000 + b"}", topic=telemetry_topic("rc-1"), now=NOW)
+    assert big.value.reason == Reason.TOO_LARGE
+    with pytest.raises(DecodeError) as deep:
+        decode_telemetry(b"[" * 4000 + b"]" * 4000, topic=telemetry_topic("rc-1"), now=NOW)
+    assert deep.value.reason in (Reason.BAD_JSON, Reason.SCHEMA)
+
+
+def test_topic_must_be_an_appliance_channel() -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_telemetry(encode_telemetry(_good()), topic="appliances/rc-1/secrets", now=NOW)
+    assert info.value.reason == Reason.BAD_TOPIC
+
+
+def test_events_round_trip() -> None:
+    event = Event(device_id="rc-1", kind="rice_cooker", seq=9, ts=NOW, event="error", code="E3")
+    assert decode_event(encode_event(event), topic="appliances/rc-1/events", now=NOW) == event
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_arbitrary_bytes_never_escape_as_anything_but_decode_error(blob: bytes) -> None:
+    try:
+        decode_telemetry(blob, topic=telemetry_topic("rc-1"), now=NOW)
+    except DecodeError as exc:
+        assert isinstance(exc.reason, Reason)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["v", "device_id", "kind", "model", "firmware", "seq", "ts", "metrics", "x"]),
+                       json_values, max_size=9))
+def test_arbitrary_json_objects_are_accepted_only_when_valid(body: dict) -> None:  # type: ignore[type-arg]
+    payload = json.dumps(body).encode()
+    try:
+        t = decode_telemetry(payload, topic=telemetry_topic("rc-1"), now=NOW)
+    except DecodeError:
+        return
+    assert t.device_id == "rc-1" and t.kind in PROFILES
