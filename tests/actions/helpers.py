@@ -1,0 +1,55 @@
+"""Builders for the actions tests: predictions, devices, readings, technicians."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
+
+from actions import Technician
+from ingest.db import DeviceRow, ReadingRow
+from predictors.types import FeatureContribution, Prediction
+
+HVAC_NORTH = Technician(technician_id="t-anna", name="Anna", skills=frozenset({"hvac"}),
+                        service_areas=frozenset({"north"}))
+HVAC_SOUTH = Technician(technician_id="t-bo", name="Bo", skills=frozenset({"hvac"}),
+                        service_areas=frozenset({"south"}))
+RICE_NORTH = Technician(technician_id="t-cy", name="Cy", skills=frozenset({"rice_cooker"}),
+                        service_areas=frozenset({"north"}))
+
+
+def prediction(*, device_id: str = "rc-1", kind: str = "rice_cooker", mode: str = "scale_buildup",
+               ts: datetime, p_fail: float = 0.05, ttf_h: float = 500.0, ttf_low_h: float = 300.0,
+               ttf_high_h: float = 800.0, **extra: Any) -> Prediction:
+    """A prediction; healthy unless told otherwise."""
+    fields: dict[str, Any] = dict(
+        device_id=device_id, kind=kind, mode=mode, ts=ts, p_fail=p_fail, horizon_h=48.0,
+        ttf_h=ttf_h, ttf_low_h=ttf_low_h, ttf_high_h=ttf_high_h, model_version="test-1",
+        top_features=(FeatureContribution("time_to_boil_s__slope_per_day", 42.0, 0.61),
+                      FeatureContribution("peak_temp_c__delta", 7.5, 0.22)))
+    fields.update(extra)
+    return Prediction(**fields)
+
+
+def near(**kw: Any) -> Prediction:
+    """A near-failure prediction (earliest likely failure in 60 h)."""
+    return prediction(**{"p_fail": 0.8, "ttf_h": 80.0, "ttf_low_h": 60.0, "ttf_high_h": 110.0, **kw})
+
+
+def add_device(engine: Engine, device_id: str, kind: str, *, household_id: str | None = "h-1",
+               service_area: str | None = "north") -> None:
+    with sessionmaker(engine).begin() as s:
+        s.add(DeviceRow(device_id=device_id, kind=kind, model="X-1", firmware="1.0",
+                        household_id=household_id, service_area=service_area, status="online"))
+
+
+def add_readings(engine: Engine, device_id: str, kind: str, *, start: datetime, n: int,
+                 step: timedelta, metrics: Any) -> None:
+    """``n`` readings; ``metrics(i)`` gives the i-th reading's metrics."""
+    with sessionmaker(engine).begin() as s:
+        for i in range(n):
+            ts = start + i * step
+            s.add(ReadingRow(device_id=device_id, seq=i, ts=ts, kind=kind, metrics=metrics(i),
+                             received_at=ts))
