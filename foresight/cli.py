@@ -1,0 +1,118 @@
+"""The `foresight` command line: demo, train, simulate, serve."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from devices_sim import Fleet, write_failures_csv, write_ground_truth_jsonl, write_manifest_csv, write_telemetry_csv
+from ingest.clock import SystemClock
+from ingest.contract import Telemetry
+from ingest.db import create_schema, make_engine
+from predictors import ModelRegistry
+
+from .settings import Settings
+from .training import TRAINING_START, train_on_simulation
+
+app = typer.Typer(help="Foresight: predictive, proactive service for smart home appliances.",
+                  no_args_is_help=True, add_completion=False)
+console = Console()
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+@app.command()
+def demo(
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: run until Ctrl-C).")] = None,
+    summary_json: Annotated[Path | None, typer.Option(help="Write the end-of-run summary here as JSON.")] = None,
+    devices: Annotated[int, typer.Option(min=1, max=5000, help="Simulated appliances.")] = 50,
+    speed: Annotated[float, typer.Option(min=1.0, help="Simulated hours per real second.")] = 4.0,
+    seed: Annotated[int, typer.Option(min=0, help="Fleet seed.")] = 7,
+    api: Annotated[bool, typer.Option(help="Serve the HTTP API on FORESIGHT_API_HOST:PORT.")] = True,
+    live: Annotated[bool, typer.Option(help="Live summary in the terminal.")] = True,
+) -> None:
+    """Run the whole loop on embedded defaults: broker, SQLite, simulated fleet, ingest, scoring, actions, API."""
+    from .demo import DemoOptions, run_demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_demo(_settings(), DemoOptions(duration_s=duration, summary_json=summary_json, devices=devices,
+                                      speed=speed * 3600.0, seed=seed, api=api, live=live))
+
+
+@app.command()
+def train(
+    devices: Annotated[int, typer.Option(min=10, help="Devices in the simulated training fleet.")] = 300,
+    days: Annotated[int, typer.Option(min=14, help="Days of simulated history.")] = 150,
+    seed: Annotated[int, typer.Option(min=0)] = 1007,
+) -> None:
+    """Train and register a model per failure mode on a simulated history."""
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    _ensure_sqlite_dir(settings.database_url)
+    create_schema(engine)
+    registry = ModelRegistry(engine, settings.model_dir)
+    reports, timing = train_on_simulation(registry, devices=devices, days=days, seed=seed,
+                                          now=SystemClock().now())
+    for r in reports:
+        console.print(str(r))
+    console.print(f"simulated {int(timing['readings'])} readings with {int(timing['failures'])} failures "
+                  f"in {timing['simulate_s']:.1f}s, trained in {timing['train_s']:.1f}s")
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option(help="Folder for telemetry.csv, failures.csv, ground_truth.jsonl, manifest.csv.")],
+    devices: Annotated[int, typer.Option(min=1)] = 100,
+    days: Annotated[int, typer.Option(min=1)] = 90,
+    seed: Annotated[int, typer.Option(min=0)] = 1,
+) -> None:
+    """Write a simulated fleet history as files (the onboarding format)."""
+    fleet = Fleet.build(n_devices=devices, seed=seed, start=TRAINING_START, initial_wear="mixed")
+    telemetry = [m for m in fleet.advance(TRAINING_START + timedelta(days=days)) if isinstance(m, Telemetry)]
+    out.mkdir(parents=True, exist_ok=True)
+    write_telemetry_csv(out / "telemetry.csv", telemetry)
+    write_failures_csv(out / "failures.csv", fleet.ground_truth)
+    write_ground_truth_jsonl(out / "ground_truth.jsonl", fleet.ground_truth)
+    write_manifest_csv(out / "manifest.csv", fleet.devices)
+    failures = sum(1 for g in fleet.ground_truth if g.what == "failure")
+    console.print(f"wrote {len(telemetry)} readings of {devices} devices over {days} days "
+                  f"({failures} failures) to {out}")
+
+
+@app.command()
+def serve() -> None:
+    """Run the service against FORESIGHT_MQTT_URL and FORESIGHT_DATABASE_URL on the wall clock."""
+    import uvicorn
+
+    from .api import create_app
+    from .runtime import build_runtime
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings()
+    if settings.mqtt_url is None:
+        raise typer.BadParameter("set FORESIGHT_MQTT_URL=mqtt://user:pass@host:port", param_hint="environment")
+    _ensure_sqlite_dir(settings.database_url)
+    rt = build_runtime(settings, clock=SystemClock())
+    host, port, user, password = settings.mqtt_endpoint()
+    rt.start_ingest(host=host, port=port, username=user, password=password)
+    rt.start_scheduler()
+    try:  # uvicorn handles SIGINT/SIGTERM and returns
+        uvicorn.run(create_app(rt), host=settings.api_host, port=settings.api_port, log_level="info")
+    finally:
+        rt.stop()
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,245 @@
+"""`foresight demo`: the whole loop on embedded defaults, with a live summary in the terminal.
+
+An embedded amqtt broker (unless FORESIGHT_MQTT_URL names a real one), SQLite under ./var, a
+simulated fleet publishing on an accelerated clock, the ingester, the scoring sweep, the actions
+and the API on http://127.0.0.1:8000. With ``duration`` it stops by itself and writes a summary,
+scored against the simulator's ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from actions.booking import Technician
+from actions.db import BookingRow, CaseRow, NotificationRow, TicketRow
+from devices_sim import Fleet, GroundTruth, Publisher, write_ground_truth_jsonl, write_manifest_csv
+from ingest.clock import AcceleratedClock
+from ingest.db import create_schema, make_engine
+from ingest.store import DeviceInfo
+from predictors import ModelRegistry
+
+from .api import create_app
+from .broker import EmbeddedBroker
+from .runtime import Runtime, build_runtime
+from .settings import Settings
+from .training import train_on_simulation
+
+__all__ = ["DemoOptions", "run_demo"]
+
+log = logging.getLogger(__name__)
+
+#: Simulated time the demo starts at: early summer, so air conditioners run.
+DEMO_START = datetime(2026, 6, 1, tzinfo=UTC)
+
+#: The demo's service organisation: who can fix what, where, when (UTC working hours).
+DEMO_TECHNICIANS: tuple[Technician, ...] = tuple(
+    Technician(technician_id=tid, name=name, skills=frozenset(skills), service_areas=frozenset(areas),
+               working_hours=(8, 18), working_days=frozenset(range(6)))
+    for tid, name, skills, areas in (
+        ("tech-ana", "Ana Ruiz", {"hvac"}, {"SE1", "E2"}),
+        ("tech-ben", "Ben Okafor", {"hvac", "rice_cooker"}, {"N7", "E2"}),
+        ("tech-chen", "Chen Li", {"rice_cooker"}, {"SE1", "N7", "E2"}),
+        ("tech-dara", "Dara Nolan", {"hvac"}, {"SE1", "N7"}),
+    ))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoOptions:
+    duration_s: float | None = None
+    summary_json: Path | None = None
+    devices: int = 50
+    speed: float = 4 * 3600.0  # simulated seconds per real second: 4 simulated hours a second
+    seed: int = 7
+    api: bool = True
+    train_devices: int = 300
+    train_days: int = 150
+    var_dir: Path = Path("var")
+    live: bool = True
+
+
+def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
+    """Run the demo until ``duration_s`` (or Ctrl-C); returns the summary."""
+    console = Console()
+    demo_dir = options.var_dir / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    db_path = _fresh_demo_database(settings, demo_dir)
+
+    console.print(f"[bold]Foresight demo[/bold] — database {settings.database_url}")
+    _train_models(settings, options, console)
+
+    broker = None
+    if settings.mqtt_url is None:
+        broker = EmbeddedBroker(port=_free_port())
+        broker.start()
+        host, port, user, password = broker.host, broker.port, None, None
+        console.print(f"embedded MQTT broker (amqtt) on {host}:{port}")
+    else:
+        host, port, user, password = settings.mqtt_endpoint()
+        console.print(f"MQTT broker {host}:{port}")
+
+    clock = AcceleratedClock(DEMO_START, options.speed)
+    rt = build_runtime(settings, clock=clock)
+    fleet = Fleet.build(n_devices=options.devices, seed=options.seed, start=DEMO_START, initial_wear="mixed")
+    rt.store.register_devices(DeviceInfo(**row) for row in fleet.manifest())  # type: ignore[arg-type]
+    write_manifest_csv(demo_dir / "manifest.csv", fleet.devices)
+    rt.seed_technicians(list(DEMO_TECHNICIANS))
+
+    server, server_thread = (None, None)
+    publisher = Publisher(fleet=fleet, host=host, port=port, now=clock.now)
+    wall_start = time.monotonic()
+    try:
+        rt.start_ingest(host=host, port=port, username=user, password=password)
+        rt.start_scheduler()
+        if options.api:
+            server, server_thread = _start_api(rt, settings)
+            console.print(f"API on http://{settings.api_host}:{settings.api_port}  (OpenAPI: /docs)")
+        publisher.start()
+        _run_until(rt, fleet, options, console, wall_start)
+    except KeyboardInterrupt:
+        console.print("stopping…")
+    finally:
+        publisher.stop()
+        if rt.ingester is not None:
+            rt.ingester.wait_idle(timeout_s=10)
+        rt.stop()
+        if server is not None:
+            server.should_exit = True
+            server_thread.join(timeout=10)  # type: ignore[union-attr]
+        if broker is not None:
+            broker.stop()
+    truth = fleet.ground_truth
+    write_ground_truth_jsonl(demo_dir / "ground_truth.jsonl", truth)
+    summary = summarize(rt, truth, sim_start=DEMO_START, sim_end=clock.now(),
+                        wall_s=time.monotonic() - wall_start, speed=options.speed,
+                        published=publisher.published)
+    summary["database"] = str(db_path) if db_path else settings.database_url
+    rt.engine.dispose()
+    if options.summary_json is not None:
+        options.summary_json.parent.mkdir(parents=True, exist_ok=True)
+        options.summary_json.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    console.print(_summary_table(summary))
+    return summary
+
+
+def summarize(rt: Runtime, truth: list[GroundTruth], *, sim_start: datetime, sim_end: datetime,
+              wall_s: float, speed: float, published: int) -> dict[str, Any]:
+    """Counts of what happened, and how many real failures were anticipated, with what lead."""
+    counts = rt.store.counts()
+    with Session(rt.engine) as s:
+        n = {name: s.scalar(select(func.count()).select_from(table)) or 0
+             for name, table in (("notifications", NotificationRow), ("bookings", BookingRow),
+                                 ("tickets", TicketRow))}
+        cases = list(s.execute(select(CaseRow.device_id, CaseRow.mode, CaseRow.opened_at)))
+    failures = [g for g in truth if g.what == "failure" and sim_start <= g.at <= sim_end]
+    leads: list[float] = []
+    for g in failures:
+        opened = [o for d, m, o in cases if d == g.device_id and m == g.mode
+                  and g.at - timedelta(days=14) <= o <= g.at]
+        if opened:
+            leads.append((g.at - min(opened)).total_seconds() / 3600)
+    return {
+        "readings_ingested": counts["readings"], "rejected": counts["rejected"], "devices": counts["devices"],
+        "notifications": n["notifications"], "bookings": n["bookings"], "tickets": n["tickets"],
+        "messages_published": published,
+        "failures": len(failures),
+        "failures_anticipated": len(leads),
+        "failures_anticipated_48h": sum(1 for lead in leads if lead >= 48),
+        "median_lead_time_h": round(statistics.median(leads), 1) if leads else None,
+        "min_lead_time_h": round(min(leads), 1) if leads else None,
+        "sensor_faults": sum(1 for g in truth if g.what == "sensor_fault" and g.at <= sim_end),
+        "simulated_start": sim_start.isoformat(), "simulated_end": sim_end.isoformat(),
+        "simulated_days": round((sim_end - sim_start).total_seconds() / 86400, 2),
+        "wall_seconds": round(wall_s, 1), "speed": speed,
+    }
+
+
+def _run_until(rt: Runtime, fleet: Fleet, options: DemoOptions, console: Console, wall_start: float) -> None:
+    deadline = None if options.duration_s is None else wall_start + options.duration_s
+    if not options.live:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2)
+        return
+    with Live(console=console, refresh_per_second=2, transient=False) as live:
+        while deadline is None or time.monotonic() < deadline:
+            live.update(_live_table(rt, fleet))
+            time.sleep(0.5)
+        live.update(_live_table(rt, fleet))
+
+
+def _live_table(rt: Runtime, fleet: Fleet) -> Table:
+    summary = summarize(rt, fleet.ground_truth, sim_start=DEMO_START, sim_end=rt.clock.now(),
+                        wall_s=0, speed=0, published=0)
+    table = Table(title=f"simulated time {rt.clock.now():%Y-%m-%d %H:%M} UTC", show_header=False)
+    for key in ("readings_ingested", "rejected", "devices", "notifications", "bookings", "tickets",
+                "failures", "failures_anticipated", "failures_anticipated_48h", "median_lead_time_h"):
+        table.add_row(key.replace("_", " "), str(summary[key]))
+    if rt.ingester is not None:
+        table.add_row("ingest queue", str(rt.ingester.queue_depth()))
+    return table
+
+
+def _summary_table(summary: dict[str, Any]) -> Table:
+    table = Table(title="Demo summary", show_header=False)
+    for key, value in summary.items():
+        table.add_row(key, str(value))
+    return table
+
+
+def _fresh_demo_database(settings: Settings, demo_dir: Path) -> Path | None:
+    """The demo starts from empty operational tables each run (SQLite file under var/)."""
+    if not settings.database_url.startswith("sqlite:///"):
+        return None
+    path = Path(settings.database_url.removeprefix("sqlite:///"))
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return path
+
+
+def _train_models(settings: Settings, options: DemoOptions, console: Console) -> None:
+    engine = make_engine(settings.database_url)
+    create_schema(engine)
+    registry = ModelRegistry(engine, settings.model_dir)
+    console.print(f"training models on a simulated history ({options.train_devices} devices × "
+                  f"{options.train_days} days)…")
+    reports, timing = train_on_simulation(registry, devices=options.train_devices, days=options.train_days,
+                                          seed=options.seed + 1000, now=DEMO_START)
+    for r in reports:
+        console.print(f"  {r}")
+    console.print(f"  simulated {int(timing['readings'])} readings, {int(timing['failures'])} failures in "
+                  f"{timing['simulate_s']:.1f}s; trained in {timing['train_s']:.1f}s")
+    engine.dispose()
+
+
+def _start_api(rt: Runtime, settings: Settings) -> tuple[uvicorn.Server, threading.Thread]:
+    config = uvicorn.Config(create_app(rt), host=settings.api_host, port=settings.api_port,
+                            log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return server, thread
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

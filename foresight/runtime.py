@@ -1,0 +1,118 @@
+"""Process wiring: build every part once from settings and a clock, and run the scoring loop.
+
+The one place where engines, stores, the registry, the MQTT ingester and the scheduler are
+constructed; everything below receives what it needs as arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Engine
+
+import actions.db  # noqa: F401  (registers the actions tables on the shared metadata)
+from actions import ActionService, Outcome, PolicyConfig, seed_technicians
+from actions.booking import Technician
+from actions.jobs import register_jobs
+from ingest.clock import Clock
+from ingest.db import create_schema, make_engine
+from ingest.store import IngestStore
+from ingest.subscriber import Ingester
+from predictors import ModelRegistry, Scorer
+from predictors.store import PredictionStore
+
+from .settings import Settings
+
+__all__ = ["Runtime", "build_runtime", "score_pending"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything one Foresight process runs, built once."""
+
+    settings: Settings
+    clock: Clock
+    engine: Engine
+    store: IngestStore
+    registry: ModelRegistry
+    scorer: Scorer
+    predictions: PredictionStore
+    actions: ActionService
+    scheduler: BackgroundScheduler | None = None
+    ingester: Ingester | None = None
+    _score_lock: threading.Lock = field(default_factory=threading.Lock)
+    scored: int = 0
+
+    def start_ingest(self, *, host: str, port: int, username: str | None = None,
+                     password: str | None = None) -> Ingester:
+        """Connect the MQTT ingester (returns once subscribed)."""
+        self.ingester = Ingester(store=self.store, clock=self.clock, host=host, port=port,
+                                 client_id=self.settings.ingest_client_id, username=username,
+                                 password=password, queue_size=self.settings.ingest_queue_size,
+                                 batch_size=self.settings.ingest_batch_size)
+        self.ingester.start()
+        return self.ingester
+
+    def start_scheduler(self) -> BackgroundScheduler:
+        """Start APScheduler with the scoring sweep and the actions jobs."""
+        scheduler = BackgroundScheduler(timezone="UTC")
+        scheduler.add_job(_score_job, "interval", seconds=self.settings.score_interval_s, args=[self],
+                          id="foresight.score_pending", replace_existing=True, coalesce=True,
+                          max_instances=1)
+        register_jobs(scheduler, service=self.actions, interval_s=self.settings.score_interval_s)
+        scheduler.start()
+        self.scheduler = scheduler
+        return scheduler
+
+    def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=True)
+            self.scheduler = None
+        if self.ingester is not None:
+            self.ingester.stop()
+            self.ingester = None
+
+    def seed_technicians(self, technicians: list[Technician]) -> None:
+        seed_technicians(self.engine, technicians)
+
+
+def build_runtime(settings: Settings, *, clock: Clock, policy_config: PolicyConfig | None = None) -> Runtime:
+    """Create the database schema and every service object (nothing is started)."""
+    if settings.database_url.startswith("sqlite:///"):
+        Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    create_schema(engine)
+    registry = ModelRegistry(engine, settings.model_dir)
+    return Runtime(settings=settings, clock=clock, engine=engine,
+                   store=IngestStore(engine, clock=clock), registry=registry, scorer=Scorer(registry),
+                   predictions=PredictionStore(engine),
+                   actions=ActionService(engine, clock=clock, policy_config=policy_config))
+
+
+def score_pending(rt: Runtime, *, limit: int = 5000) -> list[Outcome]:
+    """Score every device whose features changed since last scored, and act on the predictions."""
+    with rt._score_lock:
+        vectors = rt.store.pending_vectors(limit=limit)
+        if not vectors:
+            return []
+        now = rt.clock.now()
+        predictions = rt.scorer.score_many(vectors, now=now)
+        rt.predictions.save(predictions)
+        outcomes = rt.actions.handle(predictions)
+        rt.store.mark_scored(vectors)
+        rt.scored += len(predictions)
+        return outcomes
+
+
+def _score_job(rt: Runtime) -> None:
+    """Scheduler job: one scoring sweep; errors are logged and the next sweep retries."""
+    try:
+        score_pending(rt)
+    except Exception:
+        log.exception("scoring sweep failed; the vectors stay pending and are retried")

@@ -1,0 +1,217 @@
+"""One failure mode's model: calibrated P(failure within horizon), remaining time, reasons, novelty.
+
+``FailureModeModel`` follows the scikit-learn estimator contract (checked with
+``parametrize_with_checks`` in the tests). It composes standard estimators:
+
+* probability -- ``HistGradientBoostingClassifier`` (missing features are native) inside
+  ``CalibratedClassifierCV``; the calibration folds are split by device (``groups``) so a device's
+  own rows never calibrate its own scores;
+* remaining time -- three ``HistGradientBoostingRegressor(loss="quantile")`` at the 10th, 50th and
+  90th percentile of ``log1p(ttf_h)``, fitted on the rows whose capped time-to-failure is known,
+  sorted at predict time so low <= median <= high and clipped to ``[0, ttf_cap_h]``; a device far
+  from failure reports the cap;
+* reasons -- ``explain``: weight of feature j for a row = (permutation importance of j, measured
+  once at fit time on a training subsample and normalised to sum 1) x (robust z-score of the row's
+  value against the *healthy* training rows: (x - median) / (IQR / 1.349)). A large positive weight
+  means "an important feature, far above what healthy devices show"; negative, far below. It says
+  which features look abnormal and matter to the model, not an exact attribution of the probability;
+* novelty -- ``out_of_range``: per-feature 0.5th-99.5th training percentiles widened on both sides by
+  ``ood_margin`` x their spread; any value outside means the model is extrapolating.
+
+It never decides anything: thresholds live in the policy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import log_loss, make_scorer
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+__all__ = ["FailureModeModel"]
+
+
+class FailureModeModel(ClassifierMixin, BaseEstimator):
+    """Calibrated failure probability plus time-to-failure quantiles, reasons and a novelty check.
+
+    ``fit(X, y, ttf_h=None, groups=None)``: ``y`` is 1 for "fails within the horizon"; ``ttf_h`` the
+    capped hours to failure (NaN where unknown; without it there is no remaining-time estimate);
+    ``groups`` the device of each row, for leakage-free calibration folds.
+    """
+
+    def __init__(self, *, calibration: str = "isotonic", cv: int = 3, max_iter: int = 100,
+                 learning_rate: float = 0.1, max_leaf_nodes: int = 31, min_samples_leaf: int = 20,
+                 l2_regularization: float = 0.0, quantiles: tuple[float, float, float] = (0.1, 0.5, 0.9),
+                 ttf_cap_h: float = 720.0, ood_margin: float = 0.25, importance_repeats: int = 3,
+                 importance_max_rows: int = 5000, random_state: int | None = None) -> None:
+        self.calibration = calibration
+        self.cv = cv
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.quantiles = quantiles
+        self.ttf_cap_h = ttf_cap_h
+        self.ood_margin = ood_margin
+        self.importance_repeats = importance_repeats
+        self.importance_max_rows = importance_max_rows
+        self.random_state = random_state
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, X: Any, y: Any, ttf_h: Any = None, groups: Any = None) -> FailureModeModel:
+        """Fit the calibrated classifier, the TTF quantile regressors and the reference statistics."""
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_ = np.unique(y)
+        if self.classes_.size < 2:
+            raise ValueError(f"need samples of at least 2 classes; got one class: {self.classes_[0]!r}")
+        if self.calibration not in ("isotonic", "sigmoid"):
+            raise ValueError(f"calibration must be 'isotonic' or 'sigmoid', got {self.calibration!r}")
+
+        self.classifier_ = CalibratedClassifierCV(
+            HistGradientBoostingClassifier(**self._boosting_params()),
+            method=self.calibration, cv=self._splits(X, y, groups), ensemble=False,
+        ).fit(X, y)
+        self.n_iter_ = int(self.classifier_.calibrated_classifiers_[0].estimator.n_iter_)
+
+        self.ttf_models_: tuple[HistGradientBoostingRegressor, ...] = ()
+        if ttf_h is not None:
+            t = np.asarray(ttf_h, dtype=np.float64).reshape(-1)
+            if t.shape[0] != X.shape[0]:
+                raise ValueError(f"ttf_h has {t.shape[0]} rows, X has {X.shape[0]}")
+            known = np.isfinite(t)
+            if known.sum() >= 2 * self.min_samples_leaf:
+                target = np.log1p(np.clip(t[known], 0.0, self.ttf_cap_h))
+                self.ttf_models_ = tuple(
+                    HistGradientBoostingRegressor(loss="quantile", quantile=q,
+                                                  **self._boosting_params()).fit(X[known], target)
+                    for q in self.quantiles)
+
+        self.importances_ = self._importances(X, y)
+        healthy = X[y == self.classes_[0]]
+        self.healthy_median_ = _col_percentile(healthy, 50.0)
+        iqr = _col_percentile(healthy, 75.0) - _col_percentile(healthy, 25.0)
+        spread = _col_std(X)
+        scale = np.where(np.isfinite(iqr) & (iqr > 0), iqr / 1.349, spread)
+        self.healthy_scale_ = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+        lo, hi = _col_percentile(X, 0.5), _col_percentile(X, 99.5)
+        pad = self.ood_margin * (hi - lo) + 1e-9 * np.maximum(1.0, np.maximum(np.abs(lo), np.abs(hi)))
+        self.range_low_, self.range_high_ = lo - pad, hi + pad
+        return self
+
+    def _boosting_params(self) -> dict[str, Any]:
+        return dict(max_iter=self.max_iter, learning_rate=self.learning_rate,
+                    max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
+                    l2_regularization=self.l2_regularization, early_stopping=False,
+                    random_state=self.random_state)
+
+    def _splits(self, X: np.ndarray, y: np.ndarray, groups: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        if groups is None:
+            splitter: Any = StratifiedKFold(self.cv, shuffle=True, random_state=self.random_state)
+            return list(splitter.split(X, y))
+        g = np.asarray(groups).reshape(-1)
+        if g.shape[0] != X.shape[0]:
+            raise ValueError(f"groups has {g.shape[0]} rows, X has {X.shape[0]}")
+        splitter = StratifiedGroupKFold(self.cv, shuffle=True, random_state=self.random_state)
+        return list(splitter.split(X, y, g))
+
+    def _importances(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng(self.random_state)
+        rows = np.arange(X.shape[0])
+        if rows.size > self.importance_max_rows:
+            rows = np.sort(rng.choice(rows, self.importance_max_rows, replace=False))
+        scorer = make_scorer(log_loss, greater_is_better=False, response_method="predict_proba",
+                             labels=self.classes_)
+        result = permutation_importance(self.classifier_, X[rows], y[rows], scoring=scorer,
+                                        n_repeats=self.importance_repeats,
+                                        random_state=self.random_state)
+        imp = np.clip(np.nan_to_num(result.importances_mean), 0.0, None)
+        total = imp.sum()
+        return imp / total if total > 0 else np.full(X.shape[1], 1.0 / X.shape[1])
+
+    # -------------------------------------------------------------- predict
+
+    def _check(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Calibrated class probabilities, columns in ``classes_`` order."""
+        X = self._check(X)
+        return self.classifier_.predict_proba(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Most probable class (for the estimator contract; the policy reads probabilities)."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def p_fail(self, X: Any) -> np.ndarray:
+        """Calibrated probability of the positive class (the last of ``classes_``, 1 for 0/1 labels)."""
+        return self.predict_proba(X)[:, -1]
+
+    @property
+    def has_ttf(self) -> bool:
+        """Whether a remaining-time estimate was fitted (needs enough rows with known time)."""
+        return bool(getattr(self, "ttf_models_", ()))
+
+    def predict_ttf(self, X: Any) -> np.ndarray:
+        """Hours to failure, ``(n, 3)``: low, median, high quantiles, ordered; NaN without TTF models."""
+        X = self._check(X)
+        if not self.ttf_models_:
+            return np.full((X.shape[0], 3), np.nan)
+        q = np.column_stack([m.predict(X) for m in self.ttf_models_])
+        q = np.sort(q, axis=1)
+        return np.clip(np.expm1(q), 0.0, self.ttf_cap_h)
+
+    def explain(self, X: Any, *, top: int = 3) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, the ``top`` feature indices by |weight| and their weights (index -1: none)."""
+        X = self._check(X)
+        z = (X - self.healthy_median_) / self.healthy_scale_
+        weight = np.nan_to_num(self.importances_ * z, nan=0.0, posinf=0.0, neginf=0.0)
+        k = min(top, X.shape[1])
+        order = np.argsort(-np.abs(weight), axis=1, kind="stable")[:, :k]
+        w = np.take_along_axis(weight, order, axis=1)
+        return np.where(w != 0.0, order, -1), w
+
+    def out_of_range(self, X: Any) -> np.ndarray:
+        """``(n, n_features)``: -1 below, +1 above the widened training range, 0 inside or missing."""
+        X = self._check(X)
+        with np.errstate(invalid="ignore"):
+            below = X < self.range_low_
+            above = X > self.range_high_
+        return above.astype(np.int8) - below.astype(np.int8)
+
+
+def _finite_cols(X: np.ndarray) -> np.ndarray:
+    return np.isfinite(X).any(axis=0) if X.shape[0] else np.zeros(X.shape[1], dtype=bool)
+
+
+def _col_percentile(X: np.ndarray, q: float) -> np.ndarray:
+    """nanpercentile per column, NaN (without a warning) for columns with no value."""
+    out = np.full(X.shape[1], np.nan)
+    ok = _finite_cols(X)
+    if ok.any():
+        out[ok] = np.nanpercentile(X[:, ok], q, axis=0)
+    return out
+
+
+def _col_std(X: np.ndarray) -> np.ndarray:
+    out = np.full(X.shape[1], np.nan)
+    ok = _finite_cols(X)
+    if ok.any():
+        out[ok] = np.nanstd(X[:, ok], axis=0)
+    return out

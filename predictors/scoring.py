@@ -1,0 +1,93 @@
+"""Score feature vectors with the live models: one ``Prediction`` per (device, failure mode).
+
+``score_many`` is the scale path: vectors are grouped by kind and every live model is called once per
+batch (probability, time quantiles, reasons and range check are all vectorised). ``score`` is
+``score_many`` of one vector, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import numpy as np
+
+from ingest.contract import PROFILES, ApplianceProfile, feature_name
+from ingest.features import FeatureVector
+from predictors.registry import LoadedModel, ModelRegistry
+from predictors.types import FeatureContribution, Prediction
+
+__all__ = ["Scorer"]
+
+TOP_FEATURES = 3
+
+
+class Scorer:
+    """Turns feature vectors into predictions with whatever model is live for each failure mode."""
+
+    def __init__(self, registry: ModelRegistry, *,
+                 profiles: Mapping[str, ApplianceProfile] = PROFILES) -> None:
+        self._registry = registry
+        self._profiles = profiles
+
+    def score(self, vector: FeatureVector, *, now: datetime) -> list[Prediction]:
+        """Predictions for every failure mode of the vector's kind that has a live model."""
+        return self.score_many([vector], now=now)
+
+    def score_many(self, vectors: Sequence[FeatureVector], *, now: datetime) -> list[Prediction]:
+        """Predictions for many vectors: in input order, each vector's modes in profile order.
+
+        Predictions are as of each vector's ``ts`` (``ttf_h`` counts from there); ``now`` is the
+        caller's clock, accepted for symmetry with the policy and not used in the arithmetic.
+        Vectors of kinds without a profile or without any live model yield nothing.
+        """
+        del now  # predictions are event-time: nothing here depends on the wall clock
+        by_kind: dict[str, list[int]] = defaultdict(list)
+        for i, v in enumerate(vectors):
+            if v.kind in self._profiles:
+                by_kind[v.kind].append(i)
+        slots: list[list[Prediction]] = [[] for _ in vectors]
+        for kind, idx in by_kind.items():
+            profile = self._profiles[kind]
+            batch = [vectors[i] for i in idx]
+            for mode in profile.failure_modes:
+                loaded = self._registry.live(kind, mode.name)
+                if loaded is None:
+                    continue
+                stuck = [feature_name(m, "stuck") for m in mode.metrics]
+                limits = [profile.metric(m).stuck_after for m in mode.metrics]
+                for i, pred in zip(idx, _predict(loaded, batch, mode.metrics, stuck, limits),
+                                   strict=True):
+                    slots[i].append(pred)
+        return [p for slot in slots for p in slot]
+
+
+def _predict(loaded: LoadedModel, batch: Sequence[FeatureVector], metrics: Sequence[str],
+             stuck: Sequence[str], limits: Sequence[int]) -> list[Prediction]:
+    model, names = loaded.model, loaded.features
+    X = np.array([[_num(v.values.get(f)) for f in names] for v in batch], dtype=np.float64)
+    p = model.p_fail(X)
+    ttf = model.predict_ttf(X)
+    top_idx, top_w = model.explain(X, top=TOP_FEATURES)
+    oor = model.out_of_range(X)
+    out = []
+    for r, v in enumerate(batch):
+        reasons = tuple(FeatureContribution(names[j], float(X[r, j]), float(w))
+                        for j, w in zip(top_idx[r], top_w[r], strict=True) if j >= 0)
+        bad = np.flatnonzero(oor[r])
+        detail = "; ".join(
+            f"{names[j]}={X[r, j]:.6g} {'above' if oor[r, j] > 0 else 'below'} training range "
+            f"[{model.range_low_[j]:.6g}, {model.range_high_[j]:.6g}]" for j in bad)
+        faults = tuple(m for m, s, lim in zip(metrics, stuck, limits, strict=True)
+                       if _num(v.values.get(s)) >= lim)
+        out.append(Prediction(
+            device_id=v.device_id, kind=v.kind, mode=loaded.mode, ts=v.ts, p_fail=float(p[r]),
+            horizon_h=loaded.horizon_h, ttf_h=float(ttf[r, 1]), ttf_low_h=float(ttf[r, 0]),
+            ttf_high_h=float(ttf[r, 2]), model_version=loaded.version, top_features=reasons,
+            ood=bool(bad.size), ood_detail=detail, sensor_faults=faults))
+    return out
+
+
+def _num(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else float("nan")

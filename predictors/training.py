@@ -1,0 +1,153 @@
+"""Train one model per (appliance kind, failure mode), measure it on held-out devices, register it.
+
+For each mode with enough positive rows: about ``holdout_fraction`` of the devices (stratified by
+whether a device ever had a positive row) are held out; a model fitted on the others gives the
+summary metrics -- Brier score next to the Brier score of predicting the training base rate, ROC AUC,
+and the mean absolute error of the median remaining time on held-out positive rows. Then the model
+is refitted on every device and registered. It goes live only when its held-out Brier score beats the
+base rate (a model worse than a constant would only add noise); otherwise it is registered with a
+note and the previous live version stays.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+from ingest.contract import PROFILES, ApplianceProfile
+from ingest.features import Reading
+from predictors.dataset import DEFAULT_TTF_CAP_H, FailureLabel, TrainingFrame, build_frames
+from predictors.model import FailureModeModel
+from predictors.registry import ModelRegistry
+
+__all__ = ["TrainingReport", "train_all"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainingReport:
+    """What happened to one (kind, mode): registered as ``version`` or ``skipped`` with the reason."""
+
+    kind: str
+    mode: str
+    version: str | None = None
+    live: bool = False
+    skipped: str = ""
+    summary: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def trained(self) -> bool:
+        return self.version is not None
+
+
+def train_all(readings: Iterable[Reading], failures: Sequence[FailureLabel], *,
+              registry: ModelRegistry, now: datetime,
+              profiles: Mapping[str, ApplianceProfile] = PROFILES, min_positives: int = 20,
+              random_state: int = 0, observed_until: datetime | None = None,
+              holdout_fraction: float = 0.2, ttf_cap_h: float = DEFAULT_TTF_CAP_H,
+              model_params: Mapping[str, Any] | None = None) -> list[TrainingReport]:
+    """Build frames, evaluate on held-out devices, fit on all and register every trainable mode.
+
+    ``min_positives`` counts positive rows (readings within the horizon of a failure); a mode also
+    needs positives on at least ``cv`` devices outside the hold-out. ``model_params`` go to
+    ``FailureModeModel``.
+    """
+    params = {**dict(model_params or {}), "ttf_cap_h": ttf_cap_h, "random_state": random_state}
+    frames = build_frames(readings, failures, observed_until=observed_until, profiles=profiles,
+                          ttf_cap_h=ttf_cap_h)
+    reports = []
+    for profile in profiles.values():
+        for mode in profile.failure_modes:
+            frame = frames.get((profile.kind, mode.name))
+            reports.append(_train_one(profile.kind, mode.name, frame, registry=registry, now=now,
+                                      min_positives=min_positives, params=params,
+                                      holdout_fraction=holdout_fraction, seed=random_state))
+    return reports
+
+
+def _train_one(kind: str, mode: str, frame: TrainingFrame | None, *, registry: ModelRegistry,
+               now: datetime, min_positives: int, params: dict[str, Any], holdout_fraction: float,
+               seed: int) -> TrainingReport:
+    if frame is None or frame.n_rows == 0:
+        return TrainingReport(kind=kind, mode=mode, skipped="no training rows for this kind")
+    stats = _counts(frame)
+    if frame.n_positives < min_positives:
+        return TrainingReport(kind=kind, mode=mode, summary=stats,
+                              skipped=f"{frame.n_positives} positive rows, need {min_positives}")
+    cv = int(params.get("cv", 3))
+    held = _holdout_devices(frame, holdout_fraction, seed)
+    test = np.isin(frame.device_ids, held)
+    train = frame.take(~test)
+    if _positive_devices(train) < cv or train.n_positives == train.n_rows:
+        return TrainingReport(kind=kind, mode=mode, summary=stats,
+                              skipped=f"positives on {stats['positive_devices']} devices; need "
+                                      f"{cv} outside the hold-out and some negative rows")
+
+    started = time.perf_counter()
+    metrics = _evaluate(FailureModeModel(**params), train, frame.take(test))
+    model = FailureModeModel(**params).fit(frame.X, frame.y, frame.ttf_h, groups=frame.device_ids)
+    fit_s = time.perf_counter() - started
+
+    summary = {
+        **stats, **metrics,
+        "features": list(frame.features), "horizon_h": frame.horizon_h, "ttf_cap_h": frame.ttf_cap_h,
+        "data_from": str(frame.ts.min()), "data_until": str(frame.ts.max()),
+        "has_ttf": model.has_ttf, "fit_seconds": round(fit_s, 2),
+        "params": {k: v for k, v in model.get_params().items()},
+    }
+    brier, base = metrics["brier"], metrics["brier_base_rate"]
+    skilled = brier is not None and base is not None and brier < base
+    note = "" if skilled else (f"held-out Brier {brier} not better than base rate {base}; "
+                               "registered but not made live")
+    version = registry.register(kind, mode, model, summary, now=now, make_live=skilled, note=note)
+    return TrainingReport(kind=kind, mode=mode, version=version, live=skilled, summary=summary)
+
+
+def _counts(frame: TrainingFrame) -> dict[str, Any]:
+    return {"rows": frame.n_rows, "positives": frame.n_positives,
+            "devices": int(np.unique(frame.device_ids).size),
+            "positive_devices": _positive_devices(frame)}
+
+
+def _positive_devices(frame: TrainingFrame) -> int:
+    return int(np.unique(frame.device_ids[frame.y == 1]).size)
+
+
+def _holdout_devices(frame: TrainingFrame, fraction: float, seed: int) -> np.ndarray:
+    """About ``fraction`` of devices, drawn separately from devices with and without positives."""
+    rng = np.random.default_rng(seed)
+    positive = np.unique(frame.device_ids[frame.y == 1])
+    other = np.setdiff1d(np.unique(frame.device_ids), positive)
+    held = [rng.permutation(group)[: math.ceil(fraction * group.size)] if group.size > 1
+            else group[:0] for group in (positive, other)]
+    return np.concatenate(held)
+
+
+def _evaluate(model: FailureModeModel, train: TrainingFrame, test: TrainingFrame) -> dict[str, Any]:
+    out: dict[str, Any] = {"holdout_devices": int(np.unique(test.device_ids).size),
+                           "holdout_rows": test.n_rows, "holdout_positives": test.n_positives,
+                           "brier": None, "brier_base_rate": None, "auc": None, "ttf_mae_h": None,
+                           "ttf_interval_coverage": None}
+    if test.n_rows == 0:
+        return out
+    model.fit(train.X, train.y, train.ttf_h, groups=train.device_ids)
+    p = model.p_fail(test.X)
+    base = float(train.y.mean())
+    out["brier"] = round(float(brier_score_loss(test.y, p, labels=[0, 1])), 5)
+    out["brier_base_rate"] = round(float(brier_score_loss(test.y, np.full(test.n_rows, base),
+                                                          labels=[0, 1])), 5)
+    if 0 < test.n_positives < test.n_rows:
+        out["auc"] = round(float(roc_auc_score(test.y, p)), 4)
+    pos = (test.y == 1) & np.isfinite(test.ttf_h)
+    if pos.any() and model.has_ttf:
+        q = model.predict_ttf(test.X[pos])
+        truth = test.ttf_h[pos]
+        out["ttf_mae_h"] = round(float(np.mean(np.abs(q[:, 1] - truth))), 2)
+        out["ttf_interval_coverage"] = round(float(np.mean((q[:, 0] <= truth) & (truth <= q[:, 2]))), 3)
+    return out
