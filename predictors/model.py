@@ -18,12 +18,20 @@
 * novelty -- ``out_of_range``: per-feature 0.5th-99.5th training percentiles widened on both sides by
   ``ood_margin`` x their spread; any value outside means the model is extrapolating.
 
+Fitting and prediction run on ``n_threads`` OpenMP threads (default 1). On a busy host (and training
+shares the host with the service) each OpenMP parallel region waits for its slowest thread to be
+scheduled: measured on a loaded 2-core box, one-row predictions took 8 ms with two threads (up to
+300 ms once threads had gone idle) against 1.2 ms with one, and fits ran 3x faster single-threaded.
+``None`` leaves the library default.
+
 It never decides anything: thresholds live in the policy.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
+from functools import cache
+from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -34,8 +42,21 @@ from sklearn.metrics import log_loss, make_scorer
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import ThreadpoolController
 
-__all__ = ["FailureModeModel"]
+__all__ = ["FailureModeModel", "Outlook"]
+
+
+class Outlook(NamedTuple):
+    """A batch's outputs, row-aligned: validated ``X``, P(fail), TTF ``(n, 3)`` low/median/high hours,
+    top feature indices (-1: none) and weights ``(n, top)``, out-of-range flags ``(n, n_features)``."""
+
+    X: np.ndarray
+    p_fail: np.ndarray
+    ttf_h: np.ndarray
+    top_index: np.ndarray
+    top_weight: np.ndarray
+    out_of_range: np.ndarray
 
 
 class FailureModeModel(ClassifierMixin, BaseEstimator):
@@ -50,7 +71,8 @@ class FailureModeModel(ClassifierMixin, BaseEstimator):
                  learning_rate: float = 0.1, max_leaf_nodes: int = 31, min_samples_leaf: int = 20,
                  l2_regularization: float = 0.0, quantiles: tuple[float, float, float] = (0.1, 0.5, 0.9),
                  ttf_cap_h: float = 720.0, ood_margin: float = 0.25, importance_repeats: int = 3,
-                 importance_max_rows: int = 5000, random_state: int | None = None) -> None:
+                 importance_max_rows: int = 5000, n_threads: int | None = 1,
+                 random_state: int | None = None) -> None:
         self.calibration = calibration
         self.cv = cv
         self.max_iter = max_iter
@@ -63,6 +85,7 @@ class FailureModeModel(ClassifierMixin, BaseEstimator):
         self.ood_margin = ood_margin
         self.importance_repeats = importance_repeats
         self.importance_max_rows = importance_max_rows
+        self.n_threads = n_threads
         self.random_state = random_state
 
     def __sklearn_tags__(self) -> Any:
@@ -74,6 +97,16 @@ class FailureModeModel(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any, ttf_h: Any = None, groups: Any = None) -> FailureModeModel:
         """Fit the calibrated classifier, the TTF quantile regressors and the reference statistics."""
+        with self._threads():
+            return self._fit(X, y, ttf_h, groups)
+
+    def _threads(self) -> AbstractContextManager[Any]:
+        # OpenMP thread counts are per calling thread: this does not throttle the rest of the process.
+        if self.n_threads is None:
+            return nullcontext()
+        return _threadpools().limit(limits=self.n_threads, user_api="openmp")
+
+    def _fit(self, X: Any, y: Any, ttf_h: Any, groups: Any) -> FailureModeModel:
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
         check_classification_targets(y)
         self.classes_ = np.unique(y)
@@ -152,7 +185,18 @@ class FailureModeModel(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X: Any) -> np.ndarray:
         """Calibrated class probabilities, columns in ``classes_`` order."""
         X = self._check(X)
-        return self.classifier_.predict_proba(X)
+        with self._threads():
+            return self.classifier_.predict_proba(X)
+
+    def outlook(self, X: Any, *, top: int = 3) -> Outlook:
+        """Everything scoring needs in one validated pass: see ``Outlook``."""
+        X = self._check(X)
+        with self._threads():
+            p = self.classifier_.predict_proba(X)[:, -1]
+            ttf = self._ttf(X)
+        idx, weight = self._explain(X, top)
+        return Outlook(X=X, p_fail=p, ttf_h=ttf, top_index=idx, top_weight=weight,
+                       out_of_range=self._out_of_range(X))
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class (for the estimator contract; the policy reads probabilities)."""
@@ -171,15 +215,20 @@ class FailureModeModel(ClassifierMixin, BaseEstimator):
     def predict_ttf(self, X: Any) -> np.ndarray:
         """Hours to failure, ``(n, 3)``: low, median, high quantiles, ordered; NaN without TTF models."""
         X = self._check(X)
+        with self._threads():
+            return self._ttf(X)
+
+    def _ttf(self, X: np.ndarray) -> np.ndarray:
         if not self.ttf_models_:
             return np.full((X.shape[0], 3), np.nan)
-        q = np.column_stack([m.predict(X) for m in self.ttf_models_])
-        q = np.sort(q, axis=1)
+        q = np.sort(np.column_stack([m.predict(X) for m in self.ttf_models_]), axis=1)
         return np.clip(np.expm1(q), 0.0, self.ttf_cap_h)
 
     def explain(self, X: Any, *, top: int = 3) -> tuple[np.ndarray, np.ndarray]:
         """Per row, the ``top`` feature indices by |weight| and their weights (index -1: none)."""
-        X = self._check(X)
+        return self._explain(self._check(X), top)
+
+    def _explain(self, X: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
         z = (X - self.healthy_median_) / self.healthy_scale_
         weight = np.nan_to_num(self.importances_ * z, nan=0.0, posinf=0.0, neginf=0.0)
         k = min(top, X.shape[1])
@@ -189,11 +238,19 @@ class FailureModeModel(ClassifierMixin, BaseEstimator):
 
     def out_of_range(self, X: Any) -> np.ndarray:
         """``(n, n_features)``: -1 below, +1 above the widened training range, 0 inside or missing."""
-        X = self._check(X)
+        return self._out_of_range(self._check(X))
+
+    def _out_of_range(self, X: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore"):
             below = X < self.range_low_
             above = X > self.range_high_
         return above.astype(np.int8) - below.astype(np.int8)
+
+
+@cache
+def _threadpools() -> ThreadpoolController:
+    """The process's thread pools, inspected once (inspection costs milliseconds)."""
+    return ThreadpoolController()
 
 
 def _finite_cols(X: np.ndarray) -> np.ndarray:

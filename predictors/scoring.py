@@ -66,11 +66,9 @@ class Scorer:
 def _predict(loaded: LoadedModel, batch: Sequence[FeatureVector], metrics: Sequence[str],
              stuck: Sequence[str], limits: Sequence[int]) -> list[Prediction]:
     model, names = loaded.model, loaded.features
-    X = np.array([[_num(v.values.get(f)) for f in names] for v in batch], dtype=np.float64)
-    p = model.p_fail(X)
-    ttf = model.predict_ttf(X)
-    top_idx, top_w = model.explain(X, top=TOP_FEATURES)
-    oor = model.out_of_range(X)
+    o = model.outlook(np.array([[_num(v.values.get(f)) for f in names] for v in batch],
+                               dtype=np.float64).reshape(len(batch), len(names)), top=TOP_FEATURES)
+    X, p, ttf, top_idx, top_w, oor = o.X, o.p_fail, o.ttf_h, o.top_index, o.top_weight, o.out_of_range
     out = []
     for r, v in enumerate(batch):
         reasons = tuple(FeatureContribution(names[j], float(X[r, j]), float(w))

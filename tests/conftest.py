@@ -44,3 +44,11 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     create_schema(eng)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Models trained once per session on a simulated history (see tests/trained.py)."""
+    from tests.trained import train_models
+
+    return train_models(tmp_path_factory.mktemp("trained"))

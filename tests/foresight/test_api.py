@@ -1,0 +1,119 @@
+"""The HTTP API over a real runtime on SQLite: what each kind of user sees and can do."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from actions.booking import Technician
+from foresight.api import create_app
+from foresight.runtime import Runtime, build_runtime
+from foresight.settings import Settings
+from ingest.clock import ManualClock
+from ingest.contract import Telemetry, encode_telemetry, telemetry_topic
+from ingest.store import DeviceInfo, Inbound
+from predictors.types import FeatureContribution, Prediction
+from tests.conftest import START
+
+
+def _prediction(clock: ManualClock, device_id: str, kind: str, mode: str, *, p: float, ttf: float,
+                faults: tuple[str, ...] = ()) -> Prediction:
+    return Prediction(device_id=device_id, kind=kind, mode=mode, ts=clock.now(), p_fail=p, horizon_h=48,
+                      ttf_h=ttf, ttf_low_h=ttf * 0.7, ttf_high_h=ttf * 1.3, model_version=f"{kind}.{mode}.v1",
+                      top_features=(FeatureContribution("time_to_boil_s__delta", 310.0, 0.4),),
+                      sensor_faults=faults)
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    clock = ManualClock(START)
+    rt = build_runtime(Settings(database_url=f"sqlite:///{tmp_path / 'api.db'}", model_dir=tmp_path / "models"),
+                       clock=clock)
+    rt.store.register_devices([
+        DeviceInfo(device_id="rc-1", kind="rice_cooker", model="RC-100", household_id="hh-1", service_area="SE1"),
+        DeviceInfo(device_id="ac-1", kind="air_conditioner", model="AC-2500", household_id="hh-2", service_area="N7"),
+    ])
+    rt.seed_technicians([Technician(technician_id="tech-1", name="Ana", skills=frozenset({"hvac"}),
+                                    service_areas=frozenset({"N7"}), working_hours=(8, 18),
+                                    working_days=frozenset(range(7)))])
+    clock.advance(timedelta(days=1))
+    batch = [Inbound(telemetry_topic("rc-1"), encode_telemetry(Telemetry(
+        device_id="rc-1", kind="rice_cooker", model="RC-100", firmware="1.0", seq=i,
+        ts=clock.now() - timedelta(hours=8 * (10 - i)), metrics={"time_to_boil_s": 700.0 + 30 * i})), clock.now())
+        for i in range(10)]
+    rt.store.write_batch(batch)
+    preds = [_prediction(clock, "rc-1", "rice_cooker", "scale_buildup", p=0.8, ttf=60),
+             _prediction(clock, "ac-1", "air_conditioner", "filter_clogging", p=0.75, ttf=90)]
+    rt.predictions.save(preds)
+    rt.actions.handle(preds)
+    yield rt
+    rt.engine.dispose()
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> TestClient:
+    return TestClient(create_app(runtime))
+
+
+def test_health_and_openapi(client: TestClient) -> None:
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["readings"] == 10 and health["devices"] == 2
+    spec = client.get("/openapi.json").json()
+    assert "/households/{household_id}/talk-to-person" in spec["paths"]
+
+
+def test_devices_show_health_and_detail(client: TestClient) -> None:
+    devices = {d["device_id"]: d for d in client.get("/devices").json()}
+    assert devices["rc-1"]["health"] == "at_risk" and devices["rc-1"]["open_cases"] == 1
+    assert devices["rc-1"]["worst_mode"] == "scale_buildup"
+    assert [d["device_id"] for d in client.get("/devices", params={"household_id": "hh-2"}).json()] == ["ac-1"]
+    detail = client.get("/devices/rc-1").json()
+    assert detail["features"]["time_to_boil_s__last"] == 970.0
+    assert len(detail["recent_readings"]) == 10 and detail["predictions"][0]["p_fail"] == 0.8
+    assert client.get("/devices/nope").status_code == 404
+
+
+def test_homeowner_sees_the_tip_and_can_always_reach_a_person(client: TestClient) -> None:
+    notes = client.get("/households/hh-1/notifications").json()
+    assert len(notes) == 1 and "descale" in notes[0]["body"].lower()
+    nid = notes[0]["notification_id"]
+    assert client.post(f"/households/hh-2/notifications/{nid}/status", json={"status": "done"}).status_code == 404
+    done = client.post(f"/households/hh-1/notifications/{nid}/status", json={"status": "done"})
+    assert done.status_code == 200 and done.json()["status"] == "done"
+    ticket = client.post("/households/hh-1/talk-to-person",
+                         json={"message": "It smells burnt", "device_id": "rc-1"})
+    assert ticket.status_code == 201
+    body = ticket.json()
+    assert body["category"] == "customer_request" and body["context"]["devices"][0]["device_id"] == "rc-1"
+    assert client.post("/households/hh-2/talk-to-person",
+                       json={"message": "hi", "device_id": "rc-1"}).status_code == 404
+    assert client.post("/households/hh-1/talk-to-person", json={"message": ""}).status_code == 422
+
+
+def test_operator_works_the_queue_and_technician_the_jobs(client: TestClient) -> None:
+    queue = client.get("/tickets").json()
+    assert [t["category"] for t in queue] == []  # nothing ambiguous yet
+    opened = client.post("/households/hh-2/talk-to-person", json={"message": "AC is loud"}).json()
+    queue = client.get("/tickets").json()
+    assert [t["ticket_id"] for t in queue] == [opened["ticket_id"]]
+    resolved = client.post(f"/tickets/{opened['ticket_id']}/resolve", json={"resolution": "called back"})
+    assert resolved.json()["status"] == "resolved"
+    assert client.post(f"/tickets/{opened['ticket_id']}/resolve", json={"resolution": "again"}).status_code == 409
+    jobs = client.get("/technicians/tech-1/jobs").json()
+    assert len(jobs) == 1 and jobs[0]["device_id"] == "ac-1"
+    assert client.post(f"/technicians/tech-2/jobs/{jobs[0]['booking_id']}/complete",
+                       json={"diagnosis": "x"}).status_code == 404
+    done = client.post(f"/technicians/tech-1/jobs/{jobs[0]['booking_id']}/complete",
+                       json={"diagnosis": "filter replaced"})
+    assert done.status_code == 200 and done.json()["status"] == "completed"
+    assert client.get("/technicians/nobody/jobs").status_code == 404
+
+
+def test_dead_letters_are_visible(client: TestClient, runtime: Runtime) -> None:
+    runtime.store.write_batch([Inbound("appliances/rc-1/telemetry", b"{not json", runtime.clock.now())])
+    letters = client.get("/dead-letters").json()
+    assert letters[0]["reason"] == "bad_json" and letters[0]["payload"] == "{not json"
