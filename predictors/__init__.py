@@ -16,7 +16,7 @@ Typical wiring (composition root)::
 from predictors.dataset import FailureLabel, TrainingFrame, build_frames
 from predictors.errors import ModelFileError, NoLiveModel, PredictorsError
 from predictors.model import FailureModeModel
-from predictors.registry import LoadedModel, ModelRegistry, ModelVersion, ModelVersionRow
+from predictors.registry import LoadedModel, ModelRegistry, ModelVersion
 from predictors.scoring import Scorer
 from predictors.training import TrainingReport, train_all
 from predictors.types import FeatureContribution, Prediction
@@ -29,7 +29,6 @@ __all__ = [
     "ModelFileError",
     "ModelRegistry",
     "ModelVersion",
-    "ModelVersionRow",
     "NoLiveModel",
     "Prediction",
     "PredictorsError",

@@ -56,7 +56,8 @@ def train_all(readings: Iterable[Reading], failures: Sequence[FailureLabel], *,
 
     ``min_positives`` counts positive rows (readings within the horizon of a failure); a mode also
     needs positives on at least ``cv`` devices outside the hold-out. ``model_params`` go to
-    ``FailureModeModel``.
+    ``FailureModeModel`` (``ttf_cap_h`` and ``random_state`` always come from the arguments here, so
+    the frames and the model agree on the cap).
     """
     params = {**dict(model_params or {}), "ttf_cap_h": ttf_cap_h, "random_state": random_state}
     frames = build_frames(readings, failures, observed_until=observed_until, profiles=profiles,
