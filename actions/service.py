@@ -388,7 +388,8 @@ class ActionService:
     def close_recovered_cases(self, *, device_id: str | None = None) -> list[Case]:
         """Close open cases whose device has looked calm for ``recovered_dwell``; returns them.
 
-        Calm: ``policy.is_calm`` held for every prediction since ``case_state.calm_since``.
+        Calm: ``policy.is_calm`` held for every prediction since ``case_state.calm_since``. Ticket
+        cases are left alone: they close when a person resolves the ticket.
         A closed case lets the device be alerted again later (after the cooldown).
         """
         now = self._clock.now()
@@ -397,7 +398,10 @@ class ActionService:
             query = (select(CaseRow, CaseStateRow.calm_since)
                      .join(CaseStateRow, and_(CaseStateRow.device_id == CaseRow.device_id,
                                               CaseStateRow.mode == CaseRow.mode))
-                     .where(CaseRow.status == "open", CaseStateRow.calm_since <= cutoff))
+                     .where(CaseRow.status == "open", CaseStateRow.calm_since <= cutoff,
+                            # a ticket case belongs to the person working the ticket: it closes
+                            # when they resolve it, never behind their back
+                            CaseRow.action != DecisionAction.OPEN_TICKET.value))
             if device_id is not None:
                 query = query.where(CaseRow.device_id == device_id)
             closed = []

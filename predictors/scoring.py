@@ -15,6 +15,7 @@ import numpy as np
 
 from ingest.contract import PROFILES, ApplianceProfile, feature_name
 from ingest.features import FeatureVector
+from predictors.dataset import min_readings
 from predictors.registry import LoadedModel, ModelRegistry
 from predictors.types import FeatureContribution, Prediction
 
@@ -40,12 +41,15 @@ class Scorer:
 
         Predictions are as of each vector's ``ts`` (``ttf_h`` counts from there); ``now`` is the
         caller's clock, accepted for symmetry with the policy and not used in the arithmetic.
-        Vectors of kinds without a profile or without any live model yield nothing.
+        Vectors of kinds without a profile or without any live model yield nothing, and so do
+        vectors of devices still warming up (fewer readings than training rows needed: the
+        model has never seen such a window and would only guess).
         """
         del now  # predictions are event-time: nothing here depends on the wall clock
         by_kind: dict[str, list[int]] = defaultdict(list)
         for i, v in enumerate(vectors):
-            if v.kind in self._profiles:
+            profile = self._profiles.get(v.kind)
+            if profile is not None and v.n_readings >= min_readings(profile):
                 by_kind[v.kind].append(i)
         slots: list[list[Prediction]] = [[] for _ in vectors]
         for kind, idx in by_kind.items():
