@@ -5,7 +5,11 @@
 1. **Bad data → OPEN_TICKET.** ``prediction.sensor_faults`` non-empty or ``prediction.ood``: a person
    looks; we never guess on data we do not trust. Priority ``normal``.
 2. **Failure near → the mode's action** (``NOTIFY_HOMEOWNER`` or ``BOOK_TECHNICIAN`` from the
-   profile) when ``ttf_low_h <= mode.act_before_h and p_fail >= p_act_floor`` or ``p_fail >= p_act``.
+   profile) when the remaining-time estimate says the failure is inside the act window —
+   ``ttf_low_h <= mode.act_before_h`` and, so that a wide interval alone does not trigger it, either
+   the median agrees (``ttf_h <= median_act_factor * mode.act_before_h``) or ``p_fail >=
+   p_act_floor`` — or when ``p_fail >= p_act``. The remaining-time rule is what buys the lead: the
+   horizon probability only rises inside its 48 h horizon, too late for a 48 h promise.
    ``due_by = min(now, prediction.ts) + ttf_low_h`` (the fix must happen before the earliest likely
    failure; counting from ``prediction.ts`` when it is older than ``now`` keeps a late-scored
    prediction from buying time it does not have). Priority from that remaining time:
@@ -106,6 +110,7 @@ class PolicyConfig:
 
     p_act: float = 0.7
     p_act_floor: float = 0.2
+    median_act_factor: float = 1.5
     uncertain_low: float = 0.3
     uncertain_high: float = 0.7
     uncertain_dwell: timedelta = field(default=timedelta(hours=24))
@@ -127,6 +132,8 @@ class PolicyConfig:
             raise ValueError("dwell times and cooldowns cannot be negative")
         if self.wide_interval_factor <= 0:
             raise ValueError("wide_interval_factor must be positive")
+        if self.median_act_factor < 1.0:
+            raise ValueError("median_act_factor must be at least 1")
 
 
 def failure_mode(prediction: Prediction) -> FailureMode:
@@ -162,7 +169,9 @@ def decide(prediction: Prediction, history: CaseHistory, config: PolicyConfig,
 
 
 def _acts(prediction: Prediction, mode: FailureMode, config: PolicyConfig) -> bool:
-    near = prediction.ttf_low_h <= mode.act_before_h and prediction.p_fail >= config.p_act_floor
+    agrees = (prediction.ttf_h <= config.median_act_factor * mode.act_before_h
+              or prediction.p_fail >= config.p_act_floor)
+    near = prediction.ttf_low_h <= mode.act_before_h and agrees
     return near or prediction.p_fail >= config.p_act
 
 

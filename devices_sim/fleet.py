@@ -209,14 +209,18 @@ class Fleet:
     # ---------------------------------------------------------------------------------------------
     @classmethod
     def build(cls, *, n_devices: int, seed: int, start: datetime, mix: dict[str, float] | None = None,
-              initial_wear: str = "mixed") -> Fleet:
+              initial_wear: str = "mixed", plant_after: timedelta = timedelta(0)) -> Fleet:
         """A realistic fleet: kinds mixed by ``mix`` (default equal), homes with 1–2 devices.
 
-        ``initial_wear="mixed"``: appliances of mixed age; about 20 % are planted to fail 3–12 days
-        after ``start``, about 4 % get a stuck sensor within the first week, the rest age naturally
-        from a random age (none fails in the first two weeks; later, natural failures keep coming).
-        ``"new"``: everything fresh, nothing planted.
+        ``initial_wear="mixed"``: appliances of mixed age; about 20 % are planted to fail 3.5–11
+        days after ``start + plant_after``, about 4 % get a stuck sensor within the first week after
+        it, the rest age naturally from a random age (none fails in the first two weeks; later,
+        natural failures keep coming). ``"new"``: everything fresh, nothing planted.
+        ``plant_after`` lets a caller start the fleet early — appliances already in service with a
+        history when the backend starts watching — without moving the planted events into it.
         """
+        if plant_after < timedelta(0):
+            raise ScenarioError("plant_after must not be negative")
         start = _utc(start, "start")
         if n_devices < 0:
             raise ScenarioError("n_devices must not be negative")
@@ -241,11 +245,11 @@ class Fleet:
             for i in order[:n_plant]:
                 modes = get_profile(kinds[i]).failure_modes
                 planted[i] = (modes[int(rng.integers(len(modes)))].name,
-                              timedelta(days=float(rng.uniform(3.5, 11.0))))
+                              plant_after + timedelta(days=float(rng.uniform(3.5, 11.0))))
             for i in order[n_plant:n_plant + n_stuck]:
                 candidates = PHYSICS[kinds[i]].stuck_candidates
                 stuck[i] = (candidates[int(rng.integers(len(candidates)))],
-                            timedelta(days=float(rng.uniform(1.0, 7.0))))
+                            plant_after + timedelta(days=float(rng.uniform(1.0, 7.0))))
 
         devices = []
         for i, kind in enumerate(kinds):

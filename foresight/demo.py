@@ -29,9 +29,11 @@ from actions.booking import Technician
 from actions.db import BookingRow, CaseRow, NotificationRow, TicketRow
 from devices_sim import Fleet, GroundTruth, Publisher, write_ground_truth_jsonl, write_manifest_csv
 from ingest.clock import AcceleratedClock
-from ingest.db import create_schema, make_engine
+from ingest.contract import PROFILES
+from ingest.db import Base, create_schema, make_engine
 from ingest.store import DeviceInfo
-from predictors import ModelRegistry
+from predictors import ModelRegistry, PredictorsError
+from predictors.registry import ModelVersionRow
 
 from .api import create_app
 from .broker import EmbeddedBroker
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: Simulated time the demo starts at: early summer, so air conditioners run.
 DEMO_START = datetime(2026, 6, 1, tzinfo=UTC)
+#: The appliances were in service before the demo starts; this much history is published at once.
+WARMUP = timedelta(days=4)
 
 #: The demo's service organisation: who can fix what, where, when (UTC working hours).
 DEMO_TECHNICIANS: tuple[Technician, ...] = tuple(
@@ -77,10 +81,9 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     console = Console()
     demo_dir = options.var_dir / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
-    db_path = _fresh_demo_database(settings, demo_dir)
-
     console.print(f"[bold]Foresight demo[/bold] — database {settings.database_url}")
-    _train_models(settings, options, console)
+    _fresh_demo_database(settings)
+    _ensure_models(settings, options, console)
 
     broker = None
     if settings.mqtt_url is None:
@@ -94,7 +97,8 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
 
     clock = AcceleratedClock(DEMO_START, options.speed)
     rt = build_runtime(settings, clock=clock)
-    fleet = Fleet.build(n_devices=options.devices, seed=options.seed, start=DEMO_START, initial_wear="mixed")
+    fleet = Fleet.build(n_devices=options.devices, seed=options.seed, start=DEMO_START - WARMUP,
+                        initial_wear="mixed", plant_after=WARMUP)
     rt.store.register_devices(DeviceInfo(**row) for row in fleet.manifest())  # type: ignore[arg-type]
     write_manifest_csv(demo_dir / "manifest.csv", fleet.devices)
     rt.seed_technicians(list(DEMO_TECHNICIANS))
@@ -127,7 +131,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     summary = summarize(rt, truth, sim_start=DEMO_START, sim_end=clock.now(),
                         wall_s=time.monotonic() - wall_start, speed=options.speed,
                         published=publisher.published)
-    summary["database"] = str(db_path) if db_path else settings.database_url
+    summary["database"] = settings.database_url
     rt.engine.dispose()
     if options.summary_json is not None:
         options.summary_json.parent.mkdir(parents=True, exist_ok=True)
@@ -200,26 +204,46 @@ def _summary_table(summary: dict[str, Any]) -> Table:
     return table
 
 
-def _fresh_demo_database(settings: Settings, demo_dir: Path) -> Path | None:
-    """The demo starts from empty operational tables each run (SQLite file under var/)."""
-    if not settings.database_url.startswith("sqlite:///"):
-        return None
-    path = Path(settings.database_url.removeprefix("sqlite:///"))
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    return path
+def _fresh_demo_database(settings: Settings) -> None:
+    """Each demo run starts from empty operational tables; trained models are kept between runs.
+
+    Only an SQLite database is reset; a demo pointed at another database leaves it as it is.
+    """
+    if not settings.database_url.startswith("sqlite"):
+        return
+    engine = make_engine(settings.database_url)
+    keep = {ModelVersionRow.__tablename__}
+    Base.metadata.drop_all(engine, tables=[t for t in Base.metadata.sorted_tables if t.name not in keep])
+    create_schema(engine)
+    engine.dispose()
 
 
-def _train_models(settings: Settings, options: DemoOptions, console: Console) -> None:
+def _ensure_models(settings: Settings, options: DemoOptions, console: Console) -> None:
+    """Train on a simulated history unless every failure mode already has a live model."""
     engine = make_engine(settings.database_url)
     create_schema(engine)
     registry = ModelRegistry(engine, settings.model_dir)
-    console.print(f"training models on a simulated history ({options.train_devices} devices × "
-                  f"{options.train_days} days)…")
+    missing = []
+    for profile in PROFILES.values():
+        for mode in profile.failure_modes:
+            try:
+                if registry.live(profile.kind, mode.name) is None:
+                    missing.append(f"{profile.kind}.{mode.name}")
+            except PredictorsError:
+                missing.append(f"{profile.kind}.{mode.name}")
+    if not missing:
+        console.print("live models: " + ", ".join(v.version for v in registry.versions() if v.is_live))
+        engine.dispose()
+        return
+    console.print(f"no live model for {', '.join(missing)}: training on a simulated history "
+                  f"({options.train_devices} devices × {options.train_days} days, about a minute)…")
     reports, timing = train_on_simulation(registry, devices=options.train_devices, days=options.train_days,
                                           seed=options.seed + 1000, now=DEMO_START)
     for r in reports:
-        console.print(f"  {r}")
+        s = r.summary
+        console.print(f"  {r.kind}.{r.mode}: {r.version or 'skipped: ' + r.skipped}"
+                      + (f" — held-out AUC {s.get('auc')}, Brier {s.get('brier')} "
+                         f"(base rate {s.get('brier_base_rate')})" if r.trained else ""))
     console.print(f"  simulated {int(timing['readings'])} readings, {int(timing['failures'])} failures in "
                   f"{timing['simulate_s']:.1f}s; trained in {timing['train_s']:.1f}s")
     engine.dispose()

@@ -44,7 +44,10 @@ ROWS = [
         priority="urgent", due_in_h=10),
     Row("negative ttf_low is due now", {**NEAR, "ttf_low_h": -5.0}, NOTIFY, "near_failure",
         priority="urgent", due_in_h=0),
-    Row("near but p below floor", {**NEAR, "p_fail": 0.1}, NONE, "healthy"),
+    Row("near by time estimate alone, median agrees", {**NEAR, "p_fail": 0.01}, NOTIFY, "near_failure",
+        due_in_h=60),
+    Row("low bound near but median far and p below floor", {**NEAR, "p_fail": 0.1, "ttf_h": 400.0},
+        NONE, "healthy"),
     Row("p above p_act alone acts", {**HEALTHY, "p_fail": 0.75}, NOTIFY, "near_failure", priority="normal"),
     Row("technician mode books", {**NEAR, "kind": "air_conditioner", "mode": "filter_clogging"}, BOOK,
         "near_failure", due_in_h=60),
@@ -101,7 +104,9 @@ def test_due_by_counts_from_a_stale_prediction() -> None:
 
 def test_thresholds_come_from_the_config() -> None:
     strict = PolicyConfig(p_act_floor=0.6)
-    assert decide(prediction(ts=NOW, **NEAR), CaseHistory(), strict, NOW).action is NONE
+    wide = {**NEAR, "ttf_h": 400.0}
+    assert decide(prediction(ts=NOW, **wide), CaseHistory(), strict, NOW).action is NONE
+    assert decide(prediction(ts=NOW, **wide), CaseHistory(), PolicyConfig(median_act_factor=4), NOW).action is NOTIFY
     short_cooldown = PolicyConfig(cooldown=timedelta(hours=1))
     history = CaseHistory(last_closed_at=NOW - 10 * H)
     assert decide(prediction(ts=NOW, **NEAR), history, short_cooldown, NOW).action is NOTIFY

@@ -96,6 +96,15 @@ def test_build_mixes_kinds_households_and_planted_trouble() -> None:
     assert 1 <= len(stuck) <= 4
 
 
+def test_plant_after_keeps_planted_trouble_out_of_the_history() -> None:
+    warmup = timedelta(days=4)
+    fleet = Fleet.build(n_devices=50, seed=2, start=START, plant_after=warmup)
+    fleet.advance(START + warmup + timedelta(days=12))
+    planted = {d.device_id for d in fleet.devices if d.scenario is not None}
+    events = [g for g in fleet.ground_truth if g.device_id in planted]
+    assert events and all(g.at >= START + warmup + timedelta(days=1) for g in events)
+
+
 def test_new_fleet_is_fresh() -> None:
     fleet = Fleet.build(n_devices=30, seed=2, start=START, initial_wear="new")
     fleet.advance(START + timedelta(days=14))
