@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from ingest.clock import Clock
 from ingest.contract import (
+    MAX_PAYLOAD_BYTES,
     PROFILES,
     STATUS_OFFLINE,
     STATUS_ONLINE,
@@ -125,22 +126,26 @@ class IngestStore:
         return n
 
     def write_batch(self, batch: Sequence[Inbound]) -> BatchResult:
-        """Decode, validate and store a batch in one transaction; see the module docstring."""
+        """Decode, validate and store a batch in one transaction; see the module docstring.
+
+        Clock skew is judged against each message's arrival time, not the time of the write, so a
+        backlog that waited in the queue is not refused for having waited.
+        """
         now = self._clock.now()
         telemetry: list[tuple[Inbound, Telemetry]] = []
         events: list[tuple[Inbound, Event]] = []
         statuses: list[tuple[Inbound, str, str]] = []
         dead: list[tuple[Inbound, Reason, str]] = []
+        limits = {"max_future": self._max_future, "max_past": self._max_past}
         for msg in batch:
             try:
                 device_id, channel = parse_topic(msg.topic)
                 if channel == "telemetry":
-                    telemetry.append((msg, decode_telemetry(msg.payload, topic=msg.topic, now=now,
-                                                            max_future=self._max_future,
-                                                            max_past=self._max_past)))
+                    telemetry.append((msg, decode_telemetry(msg.payload, topic=msg.topic, now=msg.received_at,
+                                                            **limits)))
                 elif channel == "events":
-                    events.append((msg, decode_event(msg.payload, topic=msg.topic, now=now,
-                                                     max_future=self._max_future, max_past=self._max_past)))
+                    events.append((msg, decode_event(msg.payload, topic=msg.topic, now=msg.received_at,
+                                                     **limits)))
                 else:
                     statuses.append((msg, device_id, _decode_status(msg.payload)))
             except DecodeError as exc:
@@ -152,18 +157,24 @@ class IngestStore:
             fresh: list[Telemetry] = []
             seen: set[tuple[str, int]] = set()
             for msg, t in telemetry:
-                known = devices.get(t.device_id)
-                if known is not None and known.kind != t.kind:
-                    dead.append((msg, Reason.KIND_MISMATCH,
-                                 f"device {t.device_id} is registered as {known.kind}, payload says {t.kind}"))
-                    continue
-                if (t.device_id, t.seq) in seen:
-                    continue
-                seen.add((t.device_id, t.seq))
-                fresh.append(t)
-                devices[t.device_id] = self._touch_device(session, devices.get(t.device_id), t)
+                if (reason := _kind_conflict(devices.get(t.device_id), t.device_id, t.kind)) is not None:
+                    dead.append((msg, Reason.KIND_MISMATCH, reason))
+                elif (t.device_id, t.seq) not in seen:
+                    seen.add((t.device_id, t.seq))
+                    fresh.append(t)
             inserted = self._insert_readings(session, fresh, received_at=now)
-            n_events = self._insert_events(session, [e for _, e in events], devices, received_at=now)
+            for t in inserted:  # only what was really new moves the device's state
+                devices[t.device_id] = self._touch_device(session, devices.get(t.device_id), t)
+            known_events = []
+            for msg, e in events:
+                row = devices.get(e.device_id)
+                if row is None:
+                    dead.append((msg, Reason.UNKNOWN_DEVICE, f"event from unregistered device {e.device_id}"))
+                elif (reason := _kind_conflict(row, e.device_id, e.kind)) is not None:
+                    dead.append((msg, Reason.KIND_MISMATCH, reason))
+                else:
+                    known_events.append(e)
+            n_events = self._insert_events(session, known_events, received_at=now)
             n_status = 0
             for msg, device_id, status in statuses:
                 row = devices.get(device_id)
@@ -173,13 +184,22 @@ class IngestStore:
                 row.status, row.status_at = status, msg.received_at
                 n_status += 1
             for msg, reason, detail in dead:
-                session.add(DeadLetterRow(topic=msg.topic[:1024], payload=msg.payload, reason=str(reason),
-                                          detail=detail[:2000], received_at=msg.received_at))
-            touched = sorted({t.device_id for t in inserted})
+                session.add(_dead_letter_row(msg, reason, detail))
             self._refresh_features(session, inserted, now=now)
-        return BatchResult(accepted=len(inserted), duplicates=len(telemetry) - len(inserted) - _count_kind_mismatch(dead),
+        mismatched = sum(1 for _, reason, _ in dead if reason == Reason.KIND_MISMATCH)
+        return BatchResult(accepted=len(inserted), duplicates=len(telemetry) - len(inserted) - mismatched,
                            rejected=len(dead), events=n_events, status_updates=n_status,
-                           touched_devices=tuple(touched))
+                           touched_devices=tuple(sorted({t.device_id for t in inserted})))
+
+    def dead_letter(self, msg: Inbound, *, reason: Reason, detail: str) -> None:
+        """Store one message as refused, on its own (used when a message cannot be written at all)."""
+        with Session(self._engine) as session, session.begin():
+            session.add(_dead_letter_row(msg, reason, detail))
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        with self._engine.connect() as conn:
+            conn.execute(select(1))
 
     def mark_scored(self, vectors: Iterable[FeatureVector]) -> None:
         """Record that these vectors have been scored (a newer vector stays pending)."""
@@ -275,11 +295,11 @@ class IngestStore:
             session.add(row)
             session.flush()
             return row
-        row.model, row.firmware = t.model, t.firmware
         if row.first_seen is None or t.ts < row.first_seen:
             row.first_seen = t.ts
-        if row.last_seen is None or t.ts > row.last_seen:
+        if row.last_seen is None or t.ts >= row.last_seen:  # a late reading must not roll firmware back
             row.last_seen, row.last_seq = t.ts, t.seq
+            row.model, row.firmware = t.model, t.firmware
         return row
 
     @staticmethod
@@ -294,8 +314,7 @@ class IngestStore:
         return [t for t in fresh if (t.device_id, t.seq) in stored]
 
     @staticmethod
-    def _insert_events(session: Session, events: Sequence[Event], devices: dict[str, DeviceRow],
-                       *, received_at: datetime) -> int:
+    def _insert_events(session: Session, events: Sequence[Event], *, received_at: datetime) -> int:
         if not events:
             return 0
         stmt = (_insert(session, DeviceEventRow).on_conflict_do_nothing(index_elements=["device_id", "seq"])
@@ -359,8 +378,19 @@ def _decode_status(payload: bytes) -> str:
     return text
 
 
-def _count_kind_mismatch(dead: Sequence[tuple[Inbound, Reason, str]]) -> int:
-    return sum(1 for _, reason, _ in dead if reason == Reason.KIND_MISMATCH)
+def _kind_conflict(row: DeviceRow | None, device_id: str, kind: str) -> str | None:
+    if row is None or row.kind == kind:
+        return None
+    return f"device {device_id} is registered as {row.kind}, payload says {kind}"
+
+
+def _dead_letter_row(msg: Inbound, reason: Reason, detail: str) -> DeadLetterRow:
+    """Keeps at most MAX_PAYLOAD_BYTES of the payload (a 100 MB blob must not fill the database)."""
+    size = len(msg.payload)
+    if size > MAX_PAYLOAD_BYTES:
+        detail = f"{detail} (payload truncated from {size} bytes)"
+    return DeadLetterRow(topic=msg.topic[:1024], payload=msg.payload[:MAX_PAYLOAD_BYTES], reason=str(reason),
+                         detail=detail.replace("\x00", "")[:2000], received_at=msg.received_at)
 
 
 def _reading(r: ReadingRow) -> Reading:

@@ -20,6 +20,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.clock import Clock
+from ingest.contract import Reason
 from ingest.store import BatchResult, Inbound, IngestStore
 
 __all__ = ["Ingester", "IngesterStats", "SUBSCRIPTIONS"]
@@ -53,7 +54,12 @@ class Ingester:
         self._store = store
         self._clock = clock
         self._host, self._port, self._keepalive = host, port, keepalive
-        self._queue: queue.Queue[tuple[Inbound, int, int]] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[tuple[Inbound, int, int, int]] = queue.Queue(maxsize=queue_size)
+        # Incremented on every (re)connect: a packet id is only meaningful on the connection that
+        # delivered it, so acks of messages from an older connection are dropped (the broker
+        # redelivers those, and the store's (device_id, seq) key makes the redelivery harmless).
+        self._generation = 0
+        self._subscribed = threading.Event()
         self._batch_size = batch_size
         self._batch_wait_s = batch_wait_s
         self._on_batch = on_batch
@@ -67,22 +73,20 @@ class Ingester:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self, *, wait_connected_s: float = 10.0) -> None:
-        """Connect, subscribe and start the writer; returns once connected (or raises)."""
+        """Connect, subscribe and start the writer; returns once the broker confirmed the subscription."""
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._writer.start()
         self._client.connect_async(self._host, self._port, keepalive=self._keepalive)
         self._client.loop_start()
-        deadline = time.monotonic() + wait_connected_s
-        while not self.stats.connected:
-            if time.monotonic() > deadline:
-                self.stop()
-                raise ConnectionError(f"could not connect to MQTT broker {self._host}:{self._port}")
-            time.sleep(0.01)
+        if not self._subscribed.wait(wait_connected_s):
+            self.stop(drain_s=0)
+            raise ConnectionError(f"could not connect and subscribe to MQTT broker {self._host}:{self._port}")
 
     def stop(self, *, drain_s: float = 5.0) -> None:
         """Stop receiving, store what is queued (up to ``drain_s``), then disconnect."""
@@ -119,10 +123,19 @@ class Ingester:
         if reason_code.is_failure:
             log.error("MQTT connect refused: %s", reason_code)
             return
+        self._generation += 1
         client.subscribe([(topic, 1) for topic in SUBSCRIPTIONS])
         self.stats.connected = True
         log.info("ingester connected to %s:%s (session present: %s)", self._host, self._port,
                  flags.session_present)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
+                      reason_codes: list[mqtt.ReasonCode], properties: mqtt.Properties | None) -> None:
+        refused = [rc for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error("broker refused subscriptions: %s", refused)
+            return
+        self._subscribed.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
                        reason_code: mqtt.ReasonCode, properties: mqtt.Properties | None) -> None:
@@ -133,9 +146,16 @@ class Ingester:
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         inbound = Inbound(topic=msg.topic, payload=bytes(msg.payload), received_at=self._clock.now())
         self.stats.received += 1
+        item = (inbound, msg.mid, msg.qos, self._generation)
         # Blocking here is the backpressure: with manual acks the broker's in-flight window
-        # fills and it holds the rest of the messages for us.
-        self._queue.put((inbound, msg.mid, msg.qos))
+        # fills and it holds the rest of the messages for us. Unacked, a message left behind
+        # at stop is redelivered to the persistent session later.
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
 
     # -- writer thread ------------------------------------------------------------------------
 
@@ -157,12 +177,12 @@ class Ingester:
                                  else self._queue.get_nowait())
                 except queue.Empty:
                     break
-            result = self._write_with_retry([m for m, _, _ in batch])
+            result = self._write_with_retry([m for m, _, _, _ in batch])
             if result is None:  # stopping while the database is down: leave unacked for redelivery
                 self._busy = False
                 return
-            for _, mid, qos in batch:
-                if qos > 0:
+            for _, mid, qos, generation in batch:
+                if qos > 0 and generation == self._generation:
                     self._client.ack(mid, qos)
             self.stats.batches += 1
             self.stats.accepted += result.accepted
@@ -176,13 +196,46 @@ class Ingester:
                     log.exception("on_batch hook failed")
 
     def _write_with_retry(self, batch: list[Inbound]) -> BatchResult | None:
+        """Write the batch, retrying with backoff while the database fails; None when stopping.
+
+        After a few failures, if the database answers, one message may be the cause (a value the
+        database refuses): the batch is then written one message at a time and a message that
+        still fails on its own goes to the dead-letter table, so it cannot block the fleet.
+        """
         delay = 0.1
+        failures = 0
         while True:
             try:
                 return self._store.write_batch(batch)
             except Exception:
+                failures += 1
                 self.stats.write_errors += 1
                 log.exception("writing a batch of %d failed; retrying in %.1fs (nothing acked)", len(batch), delay)
-                if self._stop.wait(delay):
-                    return None
-                delay = min(delay * 2, 5.0)
+            if failures >= 3 and self._database_answers():
+                return self._write_one_by_one(batch)
+            if self._stop.wait(delay):
+                return None
+            delay = min(delay * 2, 5.0)
+
+    def _database_answers(self) -> bool:
+        try:
+            self._store.ping()
+        except Exception:
+            return False
+        return True
+
+    def _write_one_by_one(self, batch: list[Inbound]) -> BatchResult:
+        results = []
+        for msg in batch:
+            try:
+                results.append(self._store.write_batch([msg]))
+            except Exception as exc:
+                log.exception("message on %s cannot be stored; dead-lettering it", msg.topic)
+                self._store.dead_letter(msg, reason=Reason.STORE_ERROR, detail=f"{type(exc).__name__}: {exc}")
+                results.append(BatchResult(accepted=0, duplicates=0, rejected=1, events=0, status_updates=0,
+                                           touched_devices=()))
+        return BatchResult(
+            accepted=sum(r.accepted for r in results), duplicates=sum(r.duplicates for r in results),
+            rejected=sum(r.rejected for r in results), events=sum(r.events for r in results),
+            status_updates=sum(r.status_updates for r in results),
+            touched_devices=tuple(sorted({d for r in results for d in r.touched_devices})))

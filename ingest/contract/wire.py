@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -44,6 +45,8 @@ MAX_METRICS = 64
 TOPIC_ROOT = "appliances"
 STATUS_ONLINE = "online"
 STATUS_OFFLINE = "offline"
+_RFC3339 = re.compile(r"(?P<date>\d{4}-\d{2}-\d{2})[Tt](?P<time>\d{2}:\d{2}:\d{2})(?P<frac>\.\d{1,9})?"
+                      r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})")
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
@@ -66,6 +69,7 @@ class Reason(StrEnum):
     CLOCK_SKEW = "clock_skew"
     KIND_MISMATCH = "kind_mismatch"
     UNKNOWN_DEVICE = "unknown_device"
+    STORE_ERROR = "store_error"
 
 
 class DecodeError(ValueError):
@@ -275,6 +279,8 @@ def _str_field(body: dict[str, Any], name: str, max_len: int = 64) -> str:
         raise DecodeError(Reason.SCHEMA, f"{name} must be a non-empty string")
     if len(value) > max_len:
         raise DecodeError(Reason.SCHEMA, f"{name} is longer than {max_len} characters")
+    if not value.isprintable():  # NUL and friends: PostgreSQL text refuses NUL outright
+        raise DecodeError(Reason.SCHEMA, f"{name} contains control characters")
     return value
 
 
@@ -302,12 +308,15 @@ def _ts_field(body: dict[str, Any], *, now: datetime, max_future: timedelta, max
     raw = body["ts"]
     if not isinstance(raw, str) or len(raw) > 40:
         raise DecodeError(Reason.SCHEMA, "ts must be an RFC 3339 string")
-    try:
-        ts = datetime.fromisoformat(raw)
-    except ValueError:
-        raise DecodeError(Reason.BAD_TIMESTAMP, f"ts {raw!r} is not RFC 3339") from None
-    if "T" not in raw.upper() or ts.tzinfo is None or ts.utcoffset() != timedelta(0):
+    match = _RFC3339.fullmatch(raw)
+    if match is None:
+        raise DecodeError(Reason.BAD_TIMESTAMP, f"ts {raw!r} is not RFC 3339 (YYYY-MM-DDTHH:MM:SS[.frac]Z)")
+    if match["offset"].upper() not in ("Z", "+00:00"):
         raise DecodeError(Reason.BAD_TIMESTAMP, f"ts {raw!r} must be RFC 3339 in UTC (Z or +00:00)")
+    try:
+        ts = datetime.fromisoformat(f"{match['date']}T{match['time']}{(match['frac'] or '')[:7]}+00:00")
+    except ValueError:
+        raise DecodeError(Reason.BAD_TIMESTAMP, f"ts {raw!r} is not a valid date and time") from None
     ts = ts.astimezone(UTC)
     if ts > now + max_future:
         raise DecodeError(Reason.CLOCK_SKEW, f"ts {raw} is {ts - now} ahead of the service clock")

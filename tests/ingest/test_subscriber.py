@@ -12,7 +12,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine
 
 from ingest.clock import ManualClock
-from ingest.contract import Telemetry, encode_telemetry, telemetry_topic
+from ingest.contract import MAX_PAYLOAD_BYTES, Telemetry, encode_telemetry, telemetry_topic
 from ingest.store import BatchResult, DeviceInfo, Inbound, IngestStore
 from ingest.subscriber import Ingester
 from tests.payloads import bad_payloads
@@ -60,9 +60,10 @@ def test_bad_payloads_dead_lettered_while_good_traffic_continues(ingester, clock
     pub.loop_stop()
     # The broker is shared by the session: count only this test's topics (other tests leave
     # retained statuses behind, which arrive here as unknown devices).
-    letters = {d.payload: d.reason for d in store.dead_letters(limit=1000) if d.topic.startswith("appliances/rc-bad/")}
+    ours = {c.topic for c in cases}
+    letters = {d.payload: d.reason for d in store.dead_letters(limit=1000) if d.topic in ours}
     for case in cases:
-        assert letters.get(case.payload) == case.reason, case.name
+        assert letters.get(case.payload[:MAX_PAYLOAD_BYTES]) == case.reason, case.name
     assert len(letters) == len(cases)
     assert len(store.recent_readings("ac-good", limit=1000)) == seq
 
@@ -130,3 +131,42 @@ def test_messages_published_while_ingester_is_down_arrive_after_restart(engine, 
     finally:
         second.stop()
     assert len(store.recent_readings("ac-offline", limit=1000)) == 30
+
+
+class PoisonStore(FlakyStore):
+    """A real store whose database refuses any batch holding one particular payload."""
+
+    def __init__(self, inner: IngestStore, poison: bytes) -> None:
+        super().__init__(inner, failures=0)
+        self.poison = poison
+
+    def write_batch(self, batch: list[Inbound]) -> BatchResult:
+        if any(m.payload == self.poison for m in batch):
+            raise ValueError("value refused by the database")
+        return self.inner.write_batch(batch)
+
+    def ping(self) -> None:
+        self.inner.ping()
+
+    def dead_letter(self, msg: Inbound, **kw: object) -> None:
+        self.inner.dead_letter(msg, **kw)  # type: ignore[arg-type]
+
+
+def test_a_message_the_database_refuses_is_isolated_not_blocking(engine, clock, mosquitto) -> None:  # type: ignore[no-untyped-def]
+    store = IngestStore(engine, clock=clock)
+    poison = _telemetry(clock, "ac-poison", 5)
+    ing = Ingester(store=PoisonStore(store, poison), clock=clock, host=mosquitto.host,  # type: ignore[arg-type]
+                   port=mosquitto.port, client_id=f"test-ingest-{next(_ids)}", batch_wait_s=0.3)
+    ing.start()
+    try:
+        pub = _publisher(mosquitto)
+        for seq in range(12):
+            pub.publish(telemetry_topic("ac-poison"), _telemetry(clock, "ac-poison", seq), qos=1).wait_for_publish(5)
+        assert ing.wait_idle(timeout_s=30, settle_s=1.0)
+        pub.disconnect()
+        pub.loop_stop()
+    finally:
+        ing.stop()
+    assert sorted(r.seq for r in store.recent_readings("ac-poison", limit=100)) == [s for s in range(12) if s != 5]
+    [letter] = [d for d in store.dead_letters() if d.topic == telemetry_topic("ac-poison")]
+    assert letter.reason == "store_error" and letter.payload == poison
