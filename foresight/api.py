@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from actions import Booking, Case, InvalidState, NotFound, Notification, Ticket
@@ -21,6 +22,10 @@ from predictors.types import Prediction
 from .runtime import Runtime
 
 __all__ = ["create_app"]
+
+
+#: Database ids are 64-bit; anything outside is a 422, not an overflow deep in the driver.
+Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 class _Body(BaseModel):
@@ -97,15 +102,28 @@ def create_app(rt: Runtime) -> FastAPI:
                 ttf_low_h=min((p.ttf_low_h for p in mine), default=None), open_cases=open_cases))
         return out
 
-    @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, Any]:
-        """Liveness and readiness: database reachable, MQTT connected, models loaded."""
-        counts = rt.store.counts()
+    @app.get("/healthz", tags=["ops"], responses={503: {"description": "not ready (see `problems`)"}})
+    def healthz() -> JSONResponse:
+        """Readiness: database reachable, MQTT connected (when ingesting), a live model for every mode."""
+        problems: list[str] = []
+        body: dict[str, Any] = {"clock": rt.clock.now().isoformat()}
+        try:
+            body.update(rt.store.counts())
+            live = {(v.kind, v.mode) for v in rt.registry.versions() if v.is_live}
+            body["live_models"] = sorted(f"{k}.{m}" for k, m in live)
+            problems += [f"no live model for {p.kind}.{m.name}" for p in PROFILES.values()
+                         for m in p.failure_modes if (p.kind, m.name) not in live]
+        except Exception as exc:  # the database is down: say so, do not 500
+            problems.append(f"database unreachable: {type(exc).__name__}")
         ingester = rt.ingester
-        return {"status": "ok", "clock": rt.clock.now().isoformat(),
-                "mqtt_connected": bool(ingester and ingester.stats.connected),
-                "queue_depth": ingester.queue_depth() if ingester else 0,
-                "live_models": [v.version for v in rt.registry.versions() if v.is_live], **counts}
+        if ingester is not None:
+            body["mqtt_connected"] = ingester.stats.connected
+            body["queue_depth"] = ingester.queue_depth()
+            if not ingester.stats.connected:
+                problems.append("MQTT broker not connected")
+        body["status"] = "ok" if not problems else "degraded"
+        body["problems"] = problems
+        return JSONResponse(body, status_code=200 if not problems else 503)
 
     @app.get("/devices", tags=["devices"])
     def list_devices(household_id: str | None = Query(default=None, max_length=64)) -> list[DeviceHealth]:
@@ -132,7 +150,7 @@ def create_app(rt: Runtime) -> FastAPI:
         return rt.actions.notifications_for_household(household_id)
 
     @app.post("/households/{household_id}/notifications/{notification_id}/status", tags=["homeowner"])
-    def notification_status(household_id: str, notification_id: int, body: StatusChange) -> Notification:
+    def notification_status(household_id: str, notification_id: Id, body: StatusChange) -> Notification:
         """The homeowner acknowledged, did, or dismissed what a notification asked."""
         _owned_notification(household_id, notification_id)
         return rt.actions.set_notification_status(notification_id, body.status)
@@ -158,7 +176,7 @@ def create_app(rt: Runtime) -> FastAPI:
         return rt.actions.bookings_for_technician(technician_id)
 
     @app.post("/technicians/{technician_id}/jobs/{booking_id}/complete", tags=["technician"])
-    def complete_job(technician_id: str, booking_id: int, body: Completion) -> Booking:
+    def complete_job(technician_id: str, booking_id: Id, body: Completion) -> Booking:
         """The technician finished the visit and says what they found."""
         try:
             booking = rt.actions.booking(booking_id)
@@ -176,7 +194,7 @@ def create_app(rt: Runtime) -> FastAPI:
         return rt.actions.open_tickets()
 
     @app.get("/tickets/{ticket_id}", tags=["operator"])
-    def ticket(ticket_id: int) -> Ticket:
+    def ticket(ticket_id: Id) -> Ticket:
         """One ticket with its full context."""
         try:
             return rt.actions.ticket(ticket_id)
@@ -184,7 +202,7 @@ def create_app(rt: Runtime) -> FastAPI:
             raise HTTPException(404, str(exc)) from None
 
     @app.post("/tickets/{ticket_id}/resolve", tags=["operator"])
-    def resolve(ticket_id: int, body: Resolution) -> Ticket:
+    def resolve(ticket_id: Id, body: Resolution) -> Ticket:
         """Resolve a ticket with what was done."""
         try:
             return rt.actions.resolve_ticket(ticket_id, body.resolution)

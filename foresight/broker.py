@@ -1,7 +1,7 @@
 """The embedded MQTT broker (amqtt, in-process) for the demo when no real broker is configured.
 
 amqtt's ``Broker`` needs a running event loop at construction, so it lives on its own thread with
-its own loop. MQTT 3.1.1 only; production uses Mosquitto (see docs/deployment.md).
+its own loop. MQTT 3.1.1 only; production uses Mosquitto (docs/deployment.md).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,7 +18,8 @@ class Settings(BaseSettings):
 
     #: SQLAlchemy URL; SQLite under ./var by default, ``postgresql+psycopg://...`` in production.
     database_url: str = "sqlite:///var/foresight.db"
-    #: ``mqtt://user:pass@host:port`` of a real broker; unset → the demo starts an embedded amqtt broker.
+    #: ``mqtt://user:pass@host:port`` of a real broker (percent-encode ``@``/``:`` in the password);
+    #: unset → the demo starts an embedded amqtt broker.
     mqtt_url: str | None = None
     model_dir: Path = Path("var/models")
     api_host: str = "127.0.0.1"
@@ -37,6 +38,7 @@ class Settings(BaseSettings):
         parsed = urlparse(value)
         if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
             raise ValueError("FORESIGHT_MQTT_URL must look like mqtt://[user:pass@]host[:port]")
+        parsed.port  # noqa: B018  (raises ValueError for a bad port now, not at connect time)
         return value
 
     def mqtt_endpoint(self) -> tuple[str, int, str | None, str | None]:
@@ -44,4 +46,6 @@ class Settings(BaseSettings):
         if self.mqtt_url is None:
             raise ValueError("no FORESIGHT_MQTT_URL configured")
         p = urlparse(self.mqtt_url)
-        return p.hostname or "127.0.0.1", p.port or 1883, p.username, p.password
+        user = unquote(p.username) if p.username is not None else None
+        password = unquote(p.password) if p.password is not None else None
+        return p.hostname or "127.0.0.1", p.port or 1883, user, password

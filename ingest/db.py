@@ -143,10 +143,12 @@ class FeatureHistoryRow(Base):
     """Every feature vector as it was at each reading (offline store, point-in-time correct)."""
 
     __tablename__ = "features_history"
-    __table_args__ = (UniqueConstraint("device_id", "ts", name="uq_features_history_device_ts"),)
+    __table_args__ = (UniqueConstraint("device_id", "seq", name="uq_features_history_device_seq"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     device_id: Mapped[str] = mapped_column(String(64), index=True)
+    #: The reading this vector was computed at (two readings may share a timestamp).
+    seq: Mapped[int] = mapped_column(BigInteger)
     ts: Mapped[datetime]
     n_readings: Mapped[int] = mapped_column(Integer)
     values: Mapped[dict[str, Any]]

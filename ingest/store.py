@@ -233,7 +233,8 @@ class IngestStore:
         with Session(self._engine) as session:
             kind = session.scalar(select(DeviceRow.kind).where(DeviceRow.device_id == device_id)) or ""
             rows = session.scalars(select(FeatureHistoryRow).where(FeatureHistoryRow.device_id == device_id)
-                                   .order_by(FeatureHistoryRow.ts.desc()).limit(limit)).all()
+                                   .order_by(FeatureHistoryRow.ts.desc(), FeatureHistoryRow.seq.desc())
+                                   .limit(limit)).all()
             return [FeatureVector(device_id=r.device_id, kind=kind, ts=r.ts, n_readings=r.n_readings,
                                   values=dict(r.values)) for r in reversed(rows)]
 
@@ -241,7 +242,7 @@ class IngestStore:
         """A device's most recent readings, oldest first."""
         with Session(self._engine) as session:
             rows = session.scalars(select(ReadingRow).where(ReadingRow.device_id == device_id)
-                                   .order_by(ReadingRow.ts.desc()).limit(limit)).all()
+                                   .order_by(ReadingRow.ts.desc(), ReadingRow.seq.desc()).limit(limit)).all()
             return [_reading(r) for r in reversed(rows)]
 
     def device(self, device_id: str) -> DeviceInfo | None:
@@ -340,7 +341,7 @@ class IngestStore:
             baseline = dict(online.baseline) if online is not None else {}
             if baseline.get("_complete") != 1.0:
                 first = session.scalars(select(ReadingRow).where(ReadingRow.device_id == device_id)
-                                        .order_by(ReadingRow.ts).limit(profile.baseline_readings)).all()
+                                        .order_by(ReadingRow.ts, ReadingRow.seq).limit(profile.baseline_readings)).all()
                 baseline = compute_baseline(profile, [_reading(r) for r in first])
                 if len(first) >= profile.baseline_readings:
                     baseline["_complete"] = 1.0
@@ -348,20 +349,20 @@ class IngestStore:
             oldest_new = min(t.ts for t in new)
             by_device_id = ReadingRow.device_id == device_id
             since = session.scalars(select(ReadingRow).where(by_device_id, ReadingRow.ts >= oldest_new)
-                                    .order_by(ReadingRow.ts)).all()
+                                    .order_by(ReadingRow.ts, ReadingRow.seq)).all()
             before = session.scalars(select(ReadingRow).where(by_device_id, ReadingRow.ts < oldest_new)
-                                     .order_by(ReadingRow.ts.desc()).limit(profile.window - 1)).all()
+                                     .order_by(ReadingRow.ts.desc(), ReadingRow.seq.desc()).limit(profile.window - 1)).all()
             timeline = [_reading(r) for r in reversed(before)] + [_reading(r) for r in since]
             n_total = session.scalar(select(func.count()).select_from(ReadingRow).where(by_device_id)) or 0
             history = [
-                {"device_id": device_id, "ts": r.ts, "n_readings": n_total - (len(timeline) - 1 - i),
+                {"device_id": device_id, "seq": r.seq, "ts": r.ts, "n_readings": n_total - (len(timeline) - 1 - i),
                  "values": compute_features(profile, timeline[max(0, i - profile.window + 1): i + 1],
                                             metric_baseline)}
                 for i, r in enumerate(timeline) if i >= len(before)
             ]
             stmt = _insert(session, FeatureHistoryRow)
             session.execute(stmt.on_conflict_do_update(
-                index_elements=["device_id", "ts"],
+                index_elements=["device_id", "seq"],
                 set_={"values": stmt.excluded["values"], "n_readings": stmt.excluded.n_readings}), history)
             if online is None:
                 online = FeatureOnlineRow(device_id=device_id, kind=profile.kind)

@@ -59,9 +59,13 @@ def client(runtime: Runtime) -> TestClient:
     return TestClient(create_app(runtime))
 
 
-def test_health_and_openapi(client: TestClient) -> None:
-    health = client.get("/healthz").json()
-    assert health["status"] == "ok" and health["readings"] == 10 and health["devices"] == 2
+def test_health_says_what_is_missing_and_openapi_is_served(client: TestClient) -> None:
+    response = client.get("/healthz")
+    health = response.json()
+    assert health["readings"] == 10 and health["devices"] == 2
+    # No model trained in this runtime: not ready, and it says why.
+    assert response.status_code == 503 and health["status"] == "degraded"
+    assert "no live model for air_conditioner.filter_clogging" in health["problems"]
     spec = client.get("/openapi.json").json()
     assert "/households/{household_id}/talk-to-person" in spec["paths"]
 
@@ -75,6 +79,7 @@ def test_devices_show_health_and_detail(client: TestClient) -> None:
     assert detail["features"]["time_to_boil_s__last"] == 970.0
     assert len(detail["recent_readings"]) == 10 and detail["predictions"][0]["p_fail"] == 0.8
     assert client.get("/devices/nope").status_code == 404
+    assert client.get(f"/tickets/{10**20}").status_code == 422  # not a 500 from the driver
 
 
 def test_homeowner_sees_the_tip_and_can_always_reach_a_person(client: TestClient) -> None:

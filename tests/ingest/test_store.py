@@ -86,3 +86,22 @@ def test_presence_and_pending_vectors(engine: Engine, clock: ManualClock) -> Non
     assert store.pending_vectors() == []
     store.write_batch([_msg(clock, seq=2, hours_ago=0.5, dp=61)])
     assert [v.device_id for v in store.pending_vectors()] == ["ac-1"]
+
+
+def test_two_readings_with_one_timestamp_keep_their_own_history_rows(engine: Engine, clock: ManualClock) -> None:
+    store = IngestStore(engine, clock=clock)
+    same = [_msg(clock, seq=i, hours_ago=1, dp=60 + i) for i in range(4)]
+    assert store.write_batch(same).accepted == 4
+    assert len(store.feature_history("ac-1")) == 4
+
+
+def test_a_redelivered_old_reading_does_not_roll_the_device_back(engine: Engine, clock: ManualClock) -> None:
+    store = IngestStore(engine, clock=clock)
+    old = _msg(clock, seq=1, hours_ago=5, dp=60)
+    store.write_batch([old])
+    newer = Telemetry(device_id="ac-1", kind="air_conditioner", model="M", firmware="2.0", seq=2,
+                      ts=clock.now() - timedelta(hours=1), metrics={"filter_dp_pa": 61.0})
+    store.write_batch([Inbound(telemetry_topic("ac-1"), encode_telemetry(newer), clock.now())])
+    store.write_batch([old])  # redelivered
+    device = store.device("ac-1")
+    assert device is not None and device.firmware == "2.0" and device.last_seen == newer.ts
