@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -81,6 +81,14 @@ def create_app(rt: Runtime) -> FastAPI:
     """The FastAPI application over an already built runtime."""
     app = FastAPI(title="Foresight", version="0.1.0",
                   description="Predictive, proactive service for smart home appliances.")
+
+    @app.exception_handler(NotFound)
+    def _not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(InvalidState)
+    def _conflict(request: Request, exc: InvalidState) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
 
     def _health(device_ids: list[str] | None = None, household_id: str | None = None) -> list[DeviceHealth]:
         devices = rt.store.devices(household_id=household_id)
@@ -162,11 +170,8 @@ def create_app(rt: Runtime) -> FastAPI:
             device = rt.store.device(body.device_id)
             if device is None or device.household_id != household_id:
                 raise HTTPException(404, f"device {body.device_id} not found in household {household_id}")
-        try:
-            return rt.actions.open_ticket_on_request(message=body.message, device_id=body.device_id,
-                                                     household_id=household_id)
-        except NotFound as exc:
-            raise HTTPException(404, str(exc)) from None
+        return rt.actions.open_ticket_on_request(message=body.message, device_id=body.device_id,
+                                                 household_id=household_id)
 
     @app.get("/technicians/{technician_id}/jobs", tags=["technician"])
     def technician_jobs(technician_id: str) -> list[Booking]:
@@ -178,15 +183,9 @@ def create_app(rt: Runtime) -> FastAPI:
     @app.post("/technicians/{technician_id}/jobs/{booking_id}/complete", tags=["technician"])
     def complete_job(technician_id: str, booking_id: Id, body: Completion) -> Booking:
         """The technician finished the visit and says what they found."""
-        try:
-            booking = rt.actions.booking(booking_id)
-            if booking.technician_id != technician_id:
-                raise NotFound(f"booking {booking_id}")
-            return rt.actions.complete_booking(booking_id, body.diagnosis)
-        except NotFound as exc:
-            raise HTTPException(404, str(exc)) from None
-        except InvalidState as exc:
-            raise HTTPException(409, str(exc)) from None
+        if rt.actions.booking(booking_id).technician_id != technician_id:
+            raise NotFound(f"booking {booking_id}")
+        return rt.actions.complete_booking(booking_id, body.diagnosis)
 
     @app.get("/tickets", tags=["operator"])
     def ticket_queue() -> list[Ticket]:
@@ -196,20 +195,12 @@ def create_app(rt: Runtime) -> FastAPI:
     @app.get("/tickets/{ticket_id}", tags=["operator"])
     def ticket(ticket_id: Id) -> Ticket:
         """One ticket with its full context."""
-        try:
-            return rt.actions.ticket(ticket_id)
-        except NotFound as exc:
-            raise HTTPException(404, str(exc)) from None
+        return rt.actions.ticket(ticket_id)
 
     @app.post("/tickets/{ticket_id}/resolve", tags=["operator"])
     def resolve(ticket_id: Id, body: Resolution) -> Ticket:
         """Resolve a ticket with what was done."""
-        try:
-            return rt.actions.resolve_ticket(ticket_id, body.resolution)
-        except NotFound as exc:
-            raise HTTPException(404, str(exc)) from None
-        except InvalidState as exc:
-            raise HTTPException(409, str(exc)) from None
+        return rt.actions.resolve_ticket(ticket_id, body.resolution)
 
     @app.get("/dead-letters", tags=["ops"])
     def dead_letters(limit: int = Query(default=100, ge=1, le=1000),
