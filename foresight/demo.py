@@ -111,7 +111,11 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         rt.start_scheduler()
         if options.api:
             server, server_thread = _start_api(rt, settings)
-            console.print(f"API on http://{settings.api_host}:{settings.api_port}  (OpenAPI: /docs)")
+            if server.started:
+                console.print(f"API on http://{settings.api_host}:{settings.api_port}  (OpenAPI: /docs)")
+            else:
+                console.print(f"[red]API could not start on {settings.api_host}:{settings.api_port} (port in use?); "
+                              "set FORESIGHT_API_PORT — the demo runs on without it[/red]")
         publisher.start()
         _run_until(rt, fleet, options, console, wall_start)
     except KeyboardInterrupt:
