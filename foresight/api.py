@@ -12,13 +12,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse, Response
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from actions import Booking, Case, InvalidState, NotFound, Notification, Ticket
 from ingest.contract import PROFILES
+from ingest.presence import Presence
 from predictors.types import Prediction
 
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .runtime import Runtime
 
 __all__ = ["create_app"]
@@ -36,17 +38,28 @@ class StatusChange(_Body):
     status: Literal["acknowledged", "done", "dismissed"]
 
 
+def _no_control_characters(text: str) -> str:
+    # Line breaks and tabs are prose; NUL and other control characters are not (PostgreSQL text
+    # refuses NUL outright, which would otherwise surface as a 500).
+    if any(ord(c) < 32 and c not in "\n\r\t" for c in text):
+        raise ValueError("must not contain control characters")
+    return text
+
+
+Text = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_no_control_characters)]
+
+
 class PersonRequest(_Body):
-    message: str = Field(min_length=1, max_length=2000)
+    message: Annotated[Text, Field(max_length=2000)]
     device_id: str | None = Field(default=None, max_length=64)
 
 
 class Completion(_Body):
-    diagnosis: str = Field(min_length=1, max_length=4000)
+    diagnosis: Text
 
 
 class Resolution(_Body):
-    resolution: str = Field(min_length=1, max_length=4000)
+    resolution: Text
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +72,8 @@ class DeviceHealth:
     household_id: str | None
     service_area: str | None
     status: str
+    #: online / offline / stale (silent past its kind's interval; not a failure prediction) / unknown
+    presence: str
     last_seen: datetime | None
     health: str  # ok / watch / at_risk / needs_attention / unknown
     worst_mode: str | None
@@ -90,8 +105,9 @@ def create_app(rt: Runtime) -> FastAPI:
     def _conflict(request: Request, exc: InvalidState) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
-    def _health(device_ids: list[str] | None = None, household_id: str | None = None) -> list[DeviceHealth]:
-        devices = rt.store.devices(household_id=household_id)
+    def _health(device_ids: list[str] | None = None, household_id: str | None = None,
+                presence: Presence | None = None) -> list[DeviceHealth]:
+        devices = rt.store.devices(household_id=household_id, presence=presence, now=rt.clock.now())
         if device_ids is not None:
             devices = [d for d in devices if d.device_id in device_ids]
         preds: dict[str, list[Prediction]] = {}
@@ -104,7 +120,7 @@ def create_app(rt: Runtime) -> FastAPI:
             worst = max(mine, key=lambda p: p.p_fail, default=None)
             out.append(DeviceHealth(
                 device_id=d.device_id, kind=d.kind, model=d.model, household_id=d.household_id,
-                service_area=d.service_area, status=d.status, last_seen=d.last_seen,
+                service_area=d.service_area, status=d.status, presence=d.presence, last_seen=d.last_seen,
                 health=_health_label(mine, open_cases, rt), worst_mode=worst.mode if worst else None,
                 p_fail=worst.p_fail if worst else None,
                 ttf_low_h=min((p.ttf_low_h for p in mine), default=None), open_cases=open_cases))
@@ -133,10 +149,16 @@ def create_app(rt: Runtime) -> FastAPI:
         body["problems"] = problems
         return JSONResponse(body, status_code=200 if not problems else 503)
 
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus text exposition: ingest counters, queue depth, acks outstanding, lag, decisions."""
+        return Response(rt.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+
     @app.get("/devices", tags=["devices"])
-    def list_devices(household_id: str | None = Query(default=None, max_length=64)) -> list[DeviceHealth]:
-        """Every device with its presence and health."""
-        return _health(household_id=household_id)
+    def list_devices(household_id: str | None = Query(default=None, max_length=64),
+                     presence: Presence | None = Query(default=None)) -> list[DeviceHealth]:
+        """Every device with its presence and health; ``presence=stale`` lists the silent ones."""
+        return _health(household_id=household_id, presence=presence)
 
     @app.get("/devices/{device_id}", tags=["devices"])
     def device_detail(device_id: str) -> DeviceDetail:

@@ -1,4 +1,4 @@
-"""The `foresight` command line: demo, train, simulate, serve."""
+"""The `foresight` command line: demo, train, simulate, serve, db upgrade."""
 
 from __future__ import annotations
 
@@ -13,15 +13,22 @@ from rich.console import Console
 from devices_sim import Fleet, write_failures_csv, write_ground_truth_jsonl, write_manifest_csv, write_telemetry_csv
 from ingest.clock import SystemClock
 from ingest.contract import Telemetry
-from ingest.db import create_schema, make_engine
+from ingest.db import make_engine
 from predictors import ModelRegistry
 
+from .bench_cli import bench_app
+from .devices_cli import devices_app
+from .logs import configure_logging
 from .settings import Settings
 from .training import TRAINING_START, train_on_simulation
 
 app = typer.Typer(help="Foresight: predictive, proactive service for smart home appliances.",
                   no_args_is_help=True, add_completion=False)
 console = Console()
+app.add_typer(devices_app, name="devices")
+app.add_typer(bench_app, name="bench")
+db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 
 def _settings() -> Settings:
@@ -41,12 +48,13 @@ def demo(
     """Run the whole loop on embedded defaults: broker, SQLite, simulated fleet, ingest, scoring, actions, API."""
     from .demo import DemoOptions, run_demo
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings()
+    configure_logging(level=logging.WARNING, fmt=settings.log_format)
     # Under load a sweep can outlast its interval; APScheduler then skips (coalesces) the next
     # run and says so at WARNING on every tick. Expected, so not shown in the demo's terminal.
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
-    run_demo(_settings(), DemoOptions(duration_s=duration, summary_json=summary_json, devices=devices,
-                                      speed=speed * 3600.0, seed=seed, api=api, live=live))
+    run_demo(settings, DemoOptions(duration_s=duration, summary_json=summary_json, devices=devices,
+                                   speed=speed * 3600.0, seed=seed, api=api, live=live))
 
 
 @app.command()
@@ -57,9 +65,11 @@ def train(
 ) -> None:
     """Train and register a model per failure mode on a simulated history."""
     settings = _settings()
+    from .migrate import upgrade
+
     engine = make_engine(settings.database_url)
     _ensure_sqlite_dir(settings.database_url)
-    create_schema(engine)
+    upgrade(engine)
     registry = ModelRegistry(engine, settings.model_dir)
     reports, timing = train_on_simulation(registry, devices=devices, days=days, seed=seed,
                                           now=SystemClock().now())
@@ -97,8 +107,8 @@ def serve() -> None:
     from .api import create_app
     from .runtime import build_runtime
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings()
+    configure_logging(level=logging.INFO, fmt=settings.log_format)
     if settings.mqtt_url is None:
         raise typer.BadParameter("set FORESIGHT_MQTT_URL=mqtt://user:pass@host:port", param_hint="environment")
     _ensure_sqlite_dir(settings.database_url)
@@ -107,9 +117,22 @@ def serve() -> None:
     rt.start_ingest(host=host, port=port, username=user, password=password)
     rt.start_scheduler()
     try:  # uvicorn handles SIGINT/SIGTERM and returns
-        uvicorn.run(create_app(rt), host=settings.api_host, port=settings.api_port, log_level="info")
+        uvicorn.run(create_app(rt), host=settings.api_host, port=settings.api_port, log_level="info",
+                    log_config=None)  # uvicorn's loggers go through configure_logging's handler
     finally:
         rt.stop()
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Migrate FORESIGHT_DATABASE_URL to the newest schema (serve also does this at start-up); safe to repeat."""
+    from .migrate import upgrade
+
+    settings = _settings()
+    _ensure_sqlite_dir(settings.database_url)
+    console.print(f"database at revision {upgrade(settings.database_url, revision)}")
 
 
 def _ensure_sqlite_dir(url: str) -> None:

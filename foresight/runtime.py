@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 import actions.db  # noqa: F401  (registers the actions tables on the shared metadata)
@@ -19,12 +20,14 @@ from actions import ActionService, Outcome, PolicyConfig, seed_technicians
 from actions.booking import Technician
 from actions.jobs import register_jobs
 from ingest.clock import Clock
-from ingest.db import create_schema, make_engine
+from ingest.db import make_engine
 from ingest.store import IngestStore
 from ingest.subscriber import Ingester
 from predictors import ModelRegistry, Scorer
 from predictors.store import PredictionStore
 
+from .metrics import Metrics
+from .migrate import upgrade
 from .settings import Settings
 
 __all__ = ["Runtime", "build_runtime", "score_pending"]
@@ -46,6 +49,7 @@ class Runtime:
     actions: ActionService
     scheduler: BackgroundScheduler | None = None
     ingester: Ingester | None = None
+    metrics: Metrics = field(default_factory=lambda: Metrics(CollectorRegistry()))
     _score_lock: threading.Lock = field(default_factory=threading.Lock)
     scored: int = 0
 
@@ -55,7 +59,9 @@ class Runtime:
         self.ingester = Ingester(store=self.store, clock=self.clock, host=host, port=port,
                                  client_id=self.settings.ingest_client_id, username=username,
                                  password=password, queue_size=self.settings.ingest_queue_size,
-                                 batch_size=self.settings.ingest_batch_size)
+                                 batch_size=self.settings.ingest_batch_size,
+                                 on_batch=self.metrics.observe_batch)
+        self.metrics.attach_ingester(self.ingester)
         self.ingester.start()
         return self.ingester
 
@@ -76,6 +82,7 @@ class Runtime:
             self.scheduler = None
         if self.ingester is not None:
             self.ingester.stop()
+            self.metrics.attach_ingester(None)
             self.ingester = None
 
     def seed_technicians(self, technicians: list[Technician]) -> None:
@@ -83,16 +90,17 @@ class Runtime:
 
 
 def build_runtime(settings: Settings, *, clock: Clock, policy_config: PolicyConfig | None = None) -> Runtime:
-    """Create the database schema and every service object (nothing is started)."""
+    """Migrate the database to the current schema and build every service object (nothing is started)."""
     if settings.database_url.startswith("sqlite:///"):
         Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
-    create_schema(engine)
+    upgrade(engine)  # Alembic on every backend: a no-op at head (~15 ms on SQLite)
     registry = ModelRegistry(engine, settings.model_dir)
     return Runtime(settings=settings, clock=clock, engine=engine,
                    store=IngestStore(engine, clock=clock), registry=registry, scorer=Scorer(registry),
                    predictions=PredictionStore(engine),
-                   actions=ActionService(engine, clock=clock, policy_config=policy_config))
+                   actions=ActionService(engine, clock=clock, policy_config=policy_config),
+                   metrics=Metrics(CollectorRegistry()))
 
 
 def score_pending(rt: Runtime, *, limit: int = 5000) -> list[Outcome]:
@@ -107,6 +115,7 @@ def score_pending(rt: Runtime, *, limit: int = 5000) -> list[Outcome]:
         outcomes = rt.actions.handle(predictions)
         rt.store.mark_scored(vectors)
         rt.scored += len(predictions)
+        rt.metrics.observe_outcomes(len(predictions), outcomes)
         return outcomes
 
 

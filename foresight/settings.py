@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote, urlparse
 
 from pydantic import Field, field_validator
@@ -29,6 +30,8 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(default=500, ge=1)
     ingest_queue_size: int = Field(default=10_000, ge=10)
     ingest_client_id: str = "foresight-ingest"
+    #: ``text`` for people, ``json`` (one object per line) for a log shipper.
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("mqtt_url")
     @classmethod

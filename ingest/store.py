@@ -8,7 +8,8 @@ transaction. The caller acknowledges the messages to the broker only after it re
 
 from __future__ import annotations
 
-from collections import defaultdict
+import time
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,6 +42,8 @@ from ingest.db import (
     ReadingRow,
 )
 from ingest.features import FeatureVector, Reading, compute_baseline, compute_features
+from ingest.presence import Presence
+from ingest.presence import presence as presence_of
 
 __all__ = ["BatchResult", "DeadLetter", "DeviceInfo", "Inbound", "IngestStore"]
 
@@ -64,6 +67,12 @@ class BatchResult:
     events: int
     status_updates: int
     touched_devices: tuple[str, ...]
+    #: ``(reason, count)`` of the rejected messages, for per-reason monitoring.
+    rejected_by_reason: tuple[tuple[str, int], ...] = ()
+    #: Seconds the transaction took, from opening the session to the end of the commit.
+    commit_s: float = 0.0
+    #: Per accepted reading: seconds from its event timestamp to the commit (end-to-end lag).
+    lags_s: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +88,8 @@ class DeviceInfo:
     status: str = "unknown"
     status_at: datetime | None = None
     last_seen: datetime | None = None
+    #: Computed when read (``ingest.presence``); ignored by ``register_devices``.
+    presence: Presence = "unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +162,7 @@ class IngestStore:
             except DecodeError as exc:
                 dead.append((msg, exc.reason, exc.detail))
 
+        started = time.perf_counter()
         with Session(self._engine) as session, session.begin():
             devices = self._load_devices(session, {t.device_id for _, t in telemetry}
                                          | {e.device_id for _, e in events} | {d for _, d, _ in statuses})
@@ -181,15 +193,23 @@ class IngestStore:
                 if row is None:
                     dead.append((msg, Reason.UNKNOWN_DEVICE, f"status for unregistered device {device_id}"))
                     continue
-                row.status, row.status_at = status, msg.received_at
+                # A retained status is replayed on every (re)subscribe: only a change moves status_at,
+                # so a replay neither makes a silent device look freshly online nor rewinds it.
+                if row.status != status:
+                    row.status, row.status_at = status, msg.received_at
                 n_status += 1
             for msg, reason, detail in dead:
                 session.add(_dead_letter_row(msg, reason, detail))
             self._refresh_features(session, inserted, now=now)
+        commit_s = time.perf_counter() - started
+        committed_at = self._clock.now()
         mismatched = sum(1 for _, reason, _ in dead if reason == Reason.KIND_MISMATCH)
         return BatchResult(accepted=len(inserted), duplicates=len(telemetry) - len(inserted) - mismatched,
                            rejected=len(dead), events=n_events, status_updates=n_status,
-                           touched_devices=tuple(sorted({t.device_id for t in inserted})))
+                           touched_devices=tuple(sorted({t.device_id for t in inserted})),
+                           rejected_by_reason=tuple(sorted(Counter(str(r) for _, r, _ in dead).items())),
+                           commit_s=commit_s,
+                           lags_s=tuple((committed_at - t.ts).total_seconds() for t in inserted))
 
     def dead_letter(self, msg: Inbound, *, reason: Reason, detail: str) -> None:
         """Store one message as refused, on its own (used when a message cannot be written at all)."""
@@ -245,17 +265,22 @@ class IngestStore:
                                    .order_by(ReadingRow.ts.desc(), ReadingRow.seq.desc()).limit(limit)).all()
             return [_reading(r) for r in reversed(rows)]
 
-    def device(self, device_id: str) -> DeviceInfo | None:
+    def device(self, device_id: str, *, now: datetime | None = None) -> DeviceInfo | None:
+        """One device, its presence as of ``now`` (default: the store's clock)."""
         with Session(self._engine) as session:
             row = session.get(DeviceRow, device_id)
-            return None if row is None else _device(row)
+            return None if row is None else _device(row, now=now or self._clock.now())
 
-    def devices(self, *, household_id: str | None = None) -> list[DeviceInfo]:
+    def devices(self, *, household_id: str | None = None, presence: Presence | None = None,
+                now: datetime | None = None) -> list[DeviceInfo]:
+        """Devices by id, optionally of one household and/or one presence as of ``now`` (default: the clock)."""
         stmt = select(DeviceRow).order_by(DeviceRow.device_id)
         if household_id is not None:
             stmt = stmt.where(DeviceRow.household_id == household_id)
+        now = now or self._clock.now()
         with Session(self._engine) as session:
-            return [_device(r) for r in session.scalars(stmt)]
+            found = [_device(r, now=now) for r in session.scalars(stmt)]
+        return found if presence is None else [d for d in found if d.presence == presence]
 
     def dead_letters(self, *, limit: int = 100, reason: str | None = None) -> list[DeadLetter]:
         stmt = select(DeadLetterRow).order_by(DeadLetterRow.id.desc()).limit(limit)
@@ -390,7 +415,9 @@ def _dead_letter_row(msg: Inbound, reason: Reason, detail: str) -> DeadLetterRow
     size = len(msg.payload)
     if size > MAX_PAYLOAD_BYTES:
         detail = f"{detail} (payload truncated from {size} bytes)"
-    return DeadLetterRow(topic=msg.topic[:1024], payload=msg.payload[:MAX_PAYLOAD_BYTES], reason=str(reason),
+    # PostgreSQL text cannot hold NUL; a NUL in the topic must not fail the whole batch.
+    return DeadLetterRow(topic=msg.topic.replace("\x00", "\ufffd")[:1024],
+                         payload=msg.payload[:MAX_PAYLOAD_BYTES], reason=str(reason),
                          detail=detail.replace("\x00", "")[:2000], received_at=msg.received_at)
 
 
@@ -402,7 +429,16 @@ def _vector(r: FeatureOnlineRow) -> FeatureVector:
     return FeatureVector(device_id=r.device_id, kind=r.kind, ts=r.ts, n_readings=r.n_readings, values=dict(r.values))
 
 
-def _device(r: DeviceRow) -> DeviceInfo:
+def _device(r: DeviceRow, *, now: datetime) -> DeviceInfo:
     return DeviceInfo(device_id=r.device_id, kind=r.kind, model=r.model, firmware=r.firmware,
                       household_id=r.household_id, service_area=r.service_area, status=r.status,
-                      status_at=r.status_at, last_seen=r.last_seen)
+                      status_at=r.status_at, last_seen=r.last_seen, presence=_presence(r, now=now))
+
+
+def _presence(r: DeviceRow, *, now: datetime) -> Presence:
+    profile = PROFILES.get(r.kind)
+    signs = [t for t in (r.last_seen, r.status_at if r.status == STATUS_ONLINE else None) if t is not None]
+    if profile is None:  # registered from a manifest with a kind this build does not know
+        return presence_of(r.status, max(signs, default=None), now=now, reading_interval_h=float("inf"))
+    return presence_of(r.status, max(signs, default=None), now=now, reading_interval_h=profile.reading_interval_h,
+                    grace_factor=profile.silence_grace)

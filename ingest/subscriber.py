@@ -40,6 +40,9 @@ class IngesterStats:
     rejected: int = 0
     batches: int = 0
     write_errors: int = 0
+    #: Messages settled after their batch committed: acked, or needing no ack (QoS 0, or delivered
+    #: on an older connection, which the broker redelivers). ``received - acked`` is outstanding.
+    acked: int = 0
     connected: bool = False
 
 
@@ -184,6 +187,7 @@ class Ingester:
             for _, mid, qos, generation in batch:
                 if qos > 0 and generation == self._generation:
                     self._client.ack(mid, qos)
+            self.stats.acked += len(batch)
             self.stats.batches += 1
             self.stats.accepted += result.accepted
             self.stats.duplicates += result.duplicates
@@ -233,9 +237,15 @@ class Ingester:
                 log.exception("message on %s cannot be stored; dead-lettering it", msg.topic)
                 self._store.dead_letter(msg, reason=Reason.STORE_ERROR, detail=f"{type(exc).__name__}: {exc}")
                 results.append(BatchResult(accepted=0, duplicates=0, rejected=1, events=0, status_updates=0,
-                                           touched_devices=()))
+                                           touched_devices=(), rejected_by_reason=((str(Reason.STORE_ERROR), 1),)))
+        reasons: dict[str, int] = {}
+        for r in results:
+            for reason, n in r.rejected_by_reason:
+                reasons[reason] = reasons.get(reason, 0) + n
         return BatchResult(
             accepted=sum(r.accepted for r in results), duplicates=sum(r.duplicates for r in results),
             rejected=sum(r.rejected for r in results), events=sum(r.events for r in results),
             status_updates=sum(r.status_updates for r in results),
-            touched_devices=tuple(sorted({d for r in results for d in r.touched_devices})))
+            touched_devices=tuple(sorted({d for r in results for d in r.touched_devices})),
+            rejected_by_reason=tuple(sorted(reasons.items())), commit_s=sum(r.commit_s for r in results),
+            lags_s=tuple(lag for r in results for lag in r.lags_s))

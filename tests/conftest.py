@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Mosquitto broker, a clock and a fresh database."""
+"""Shared fixtures: a real Mosquitto broker and PostgreSQL, a clock and a fresh database."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from ingest.clock import ManualClock
 from ingest.db import create_schema, make_engine
-from tests.services import Mosquitto
+from tests.services import BACKENDS, Mosquitto, Postgres, fresh_engine
 
 START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 
@@ -22,6 +22,25 @@ def mosquitto() -> Iterator[Mosquitto]:
     broker = Mosquitto.start_new()
     yield broker
     broker.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One throwaway PostgreSQL cluster for the session; tests each get their own database."""
+    server = Postgres.start_new()
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A fresh database with every package's tables, once on SQLite and once on PostgreSQL."""
+    import actions.db
+    import predictors.registry
+    import predictors.store  # noqa: F401  (register their tables on the shared Base)
+
+    with fresh_engine(request, tmp_path, schema=True) as eng:
+        yield eng
 
 
 @pytest.fixture

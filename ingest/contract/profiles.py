@@ -97,6 +97,9 @@ class ApplianceProfile:
     failure_modes: tuple[FailureMode, ...]
     #: How often a healthy device reports, in hours; a longer silence marks it stale.
     reading_interval_h: float
+    #: A device silent for longer than ``reading_interval_h * silence_grace`` is *stale* (see
+    #: ``ingest.presence``). Large where silence is normal use, e.g. an air conditioner that is off.
+    silence_grace: float = 3.0
     #: Number of most recent readings the rolling features are computed over.
     window: int = 24
     #: Number of first readings that make a device's baseline for the ``delta`` statistic.
@@ -168,6 +171,8 @@ AIR_CONDITIONER = ApplianceProfile(
     kind="air_conditioner",
     description="Split-system air conditioner; one reading per running hour.",
     reading_interval_h=1.0,
+    # Reports only while running: nights and a long weekend switched off are normal, so 72 h.
+    silence_grace=72.0,
     window=24,
     baseline_readings=12,
     models=("AC-2500", "AC-3500"),

@@ -1,4 +1,4 @@
-"""Fixtures for the actions tests: a file SQLite with ingest's and actions' tables, and a service."""
+"""Fixtures for the actions tests: a database (SQLite, PostgreSQL) with ingest's and actions' tables, and a service."""
 
 from __future__ import annotations
 
@@ -11,18 +11,19 @@ from sqlalchemy import Engine
 import actions.db  # noqa: F401  (register the actions tables on the shared Base)
 from actions import ActionService, PolicyConfig, seed_technicians
 from ingest.clock import ManualClock
-from ingest.db import create_schema, make_engine
+from tests.services import BACKENDS, fresh_engine
 
 from .helpers import HVAC_NORTH, HVAC_SOUTH, RICE_NORTH, add_device
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    """Only ingest's and actions' tables: the actions tests must not depend on other packages."""
-    eng = make_engine(f"sqlite:///{tmp_path / 'actions.db'}")
-    create_schema(eng)
-    yield eng
-    eng.dispose()
+@pytest.fixture(params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """Only ingest's and actions' tables: the actions tests must not depend on other packages.
+
+    Every test runs on SQLite and on PostgreSQL.
+    """
+    with fresh_engine(request, tmp_path, schema=True) as eng:
+        yield eng
 
 
 @pytest.fixture

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import sessionmaker
 
 from actions import ActionService, DecisionAction, Slot, Technician, find_slot, seed_technicians
 from actions.db import BookingRow
 from ingest.clock import ManualClock
-from ingest.db import create_schema, make_engine
 
 from .helpers import HVAC_NORTH, HVAC_SOUTH, RICE_NORTH, add_device, near
 
@@ -73,45 +71,40 @@ def test_technician_validates_its_week() -> None:
                    working_days=frozenset({7}))
 
 
-def test_concurrent_handles_never_double_book(tmp_path: Path) -> None:
+def test_concurrent_handles_never_double_book(engine: Engine) -> None:
     """Four ACs compete for one technician with two free slots before their deadline."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'race.db'}")
-    try:
-        create_schema(engine)
-        seed_technicians(engine, [HVAC_NORTH])
-        devices = [f"ac-{i}" for i in range(4)]
-        for device_id in devices:
-            add_device(engine, device_id, "air_conditioner", household_id=f"h-{device_id}")
-        clock = ManualClock(MON + 6 * H)
-        service = ActionService(engine, clock=clock, booking_lead=H)
-        # earliest 07:00 -> slots 08-10 and 10-12 end before the 12:00 deadline (ttf_low 6 h).
-        barrier = threading.Barrier(len(devices))
-        outcomes: dict[str, object] = {}
-        errors: list[BaseException] = []
+    seed_technicians(engine, [HVAC_NORTH])
+    devices = [f"ac-{i}" for i in range(4)]
+    for device_id in devices:
+        add_device(engine, device_id, "air_conditioner", household_id=f"h-{device_id}")
+    clock = ManualClock(MON + 6 * H)
+    service = ActionService(engine, clock=clock, booking_lead=H)
+    # earliest 07:00 -> slots 08-10 and 10-12 end before the 12:00 deadline (ttf_low 6 h).
+    barrier = threading.Barrier(len(devices))
+    outcomes: dict[str, object] = {}
+    errors: list[BaseException] = []
 
-        def run(device_id: str) -> None:
-            try:
-                barrier.wait()
-                [outcomes[device_id]] = service.handle([near(
-                    device_id=device_id, kind="air_conditioner", mode="filter_clogging",
-                    ts=clock.now(), ttf_low_h=6.0, ttf_h=20.0)])
-            except BaseException as exc:  # noqa: BLE001 - surfaced below
-                errors.append(exc)
+    def run(device_id: str) -> None:
+        try:
+            barrier.wait()
+            [outcomes[device_id]] = service.handle([near(
+                device_id=device_id, kind="air_conditioner", mode="filter_clogging",
+                ts=clock.now(), ttf_low_h=6.0, ttf_h=20.0)])
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
+            errors.append(exc)
 
-        threads = [threading.Thread(target=run, args=(d,)) for d in devices]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-        assert not errors, errors
-        with sessionmaker(engine)() as s:
-            bookings = list(s.scalars(select(BookingRow).order_by(BookingRow.start_at)))
-        assert [(b.start_at, b.end_at) for b in bookings] == [(MON + 8 * H, MON + 10 * H),
-                                                             (MON + 10 * H, MON + 12 * H)]
-        booked = [o for o in outcomes.values() if o.booking_id is not None]  # type: ignore[attr-defined]
-        ticketed = [o for o in outcomes.values() if o.ticket_id is not None]  # type: ignore[attr-defined]
-        assert len(booked) == 2 and len(ticketed) == 2
-        assert all(o.decision.action is DecisionAction.BOOK_TECHNICIAN for o in outcomes.values())  # type: ignore[attr-defined]
-        assert {t.category for t in service.open_tickets()} == {"no_slot"}
-    finally:
-        engine.dispose()
+    threads = [threading.Thread(target=run, args=(d,)) for d in devices]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    with sessionmaker(engine)() as s:
+        bookings = list(s.scalars(select(BookingRow).order_by(BookingRow.start_at)))
+    assert [(b.start_at, b.end_at) for b in bookings] == [(MON + 8 * H, MON + 10 * H),
+                                                         (MON + 10 * H, MON + 12 * H)]
+    booked = [o for o in outcomes.values() if o.booking_id is not None]  # type: ignore[attr-defined]
+    ticketed = [o for o in outcomes.values() if o.ticket_id is not None]  # type: ignore[attr-defined]
+    assert len(booked) == 2 and len(ticketed) == 2
+    assert all(o.decision.action is DecisionAction.BOOK_TECHNICIAN for o in outcomes.values())  # type: ignore[attr-defined]
+    assert {t.category for t in service.open_tickets()} == {"no_slot"}

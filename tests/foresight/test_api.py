@@ -97,6 +97,8 @@ def test_homeowner_sees_the_tip_and_can_always_reach_a_person(client: TestClient
     assert client.post("/households/hh-2/talk-to-person",
                        json={"message": "hi", "device_id": "rc-1"}).status_code == 404
     assert client.post("/households/hh-1/talk-to-person", json={"message": ""}).status_code == 422
+    assert client.post("/households/hh-1/talk-to-person", json={"message": "hi\u0000"}).status_code == 422
+    assert client.post("/households/hh-1/talk-to-person", json={"message": "line one\nline two"}).status_code == 201
 
 
 def test_operator_works_the_queue_and_technician_the_jobs(client: TestClient) -> None:
@@ -122,3 +124,12 @@ def test_dead_letters_are_visible(client: TestClient, runtime: Runtime) -> None:
     runtime.store.write_batch([Inbound("appliances/rc-1/telemetry", b"{not json", runtime.clock.now())])
     letters = client.get("/dead-letters").json()
     assert letters[0]["reason"] == "bad_json" and letters[0]["payload"] == "{not json"
+
+
+def test_devices_show_presence_and_filter_stale(client: TestClient, runtime: Runtime) -> None:
+    devices = {d["device_id"]: d["presence"] for d in client.get("/devices").json()}
+    assert devices == {"rc-1": "online", "ac-1": "unknown"}  # rc-1's last cycle was 8 h ago
+    runtime.clock.advance(timedelta(hours=17))  # type: ignore[attr-defined]  # 25 h without a cycle
+    assert [d["device_id"] for d in client.get("/devices", params={"presence": "stale"}).json()] == ["rc-1"]
+    assert client.get("/devices/rc-1").json()["health"]["presence"] == "stale"
+    assert client.get("/devices", params={"presence": "asleep"}).status_code == 422

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import Engine
 
 from ingest.clock import ManualClock
 from ingest.contract import MAX_PAYLOAD_BYTES, Telemetry, encode_telemetry, telemetry_topic
 from ingest.store import DeviceInfo, Inbound, IngestStore
 from tests.payloads import bad_payloads
+
+
+@pytest.fixture
+def engine(any_engine: Engine) -> Engine:
+    """The write path runs on every backend (SQLite and PostgreSQL)."""
+    return any_engine
 
 
 def _msg(clock: ManualClock, *, device: str = "ac-1", seq: int, hours_ago: float, dp: float,
@@ -105,3 +112,12 @@ def test_a_redelivered_old_reading_does_not_roll_the_device_back(engine: Engine,
     store.write_batch([old])  # redelivered
     device = store.device("ac-1")
     assert device is not None and device.firmware == "2.0" and device.last_seen == newer.ts
+
+
+def test_a_nul_in_the_topic_is_dead_lettered_not_fatal(engine: Engine, clock: ManualClock) -> None:
+    """PostgreSQL text cannot hold NUL: the refused topic is stored with it replaced."""
+    store = IngestStore(engine, clock=clock)
+    result = store.write_batch([Inbound("appliances/a\x00c/telemetry", b"{}", clock.now()),
+                                _msg(clock, seq=1, hours_ago=1, dp=60)])
+    assert (result.accepted, result.rejected) == (1, 1)
+    assert store.dead_letters()[0].topic == "appliances/a\ufffdc/telemetry"

@@ -1,0 +1,102 @@
+"""A throwaway Mosquitto broker on a free loopback port, for the integration tests and the benchmarks.
+
+Started as root, Mosquitto switches to user ``mosquitto`` and then cannot read a root-owned temp
+dir, so the config says ``user root`` when we are root (docs: /work/shared/ENVIRONMENT.md §3).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Mosquitto", "MosquittoNotInstalled", "find_mosquitto", "free_port"]
+
+
+class MosquittoNotInstalled(FileNotFoundError):
+    """No ``mosquitto`` executable on PATH or in /usr/sbin."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def find_mosquitto() -> str | None:
+    """Path of the mosquitto executable, or None."""
+    return shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+
+
+@dataclass
+class Mosquitto:
+    """A Mosquitto process with persistence in its own temp dir."""
+
+    port: int
+    directory: Path
+    exe: str
+    proc: subprocess.Popen[bytes] | None = field(default=None)
+    host: str = "127.0.0.1"
+
+    @classmethod
+    def start_new(cls, *, max_inflight_messages: int = 1000, max_queued_messages: int = 100_000,
+                  extra_config: Sequence[str] = ()) -> Mosquitto:
+        """Write a config into a fresh temp dir and start the broker; raises ``MosquittoNotInstalled``."""
+        exe = find_mosquitto()
+        if exe is None:
+            raise MosquittoNotInstalled("mosquitto is not installed (apt-get install -y mosquitto)")
+        broker = cls(port=free_port(), directory=Path(tempfile.mkdtemp(prefix="foresight-mosquitto-")), exe=exe)
+        (broker.directory / "mosquitto.conf").write_text(
+            "\n".join([
+                "user root" if os.geteuid() == 0 else "",
+                f"listener {broker.port} 127.0.0.1",
+                "allow_anonymous true",
+                "persistence true",
+                f"persistence_location {broker.directory}/",
+                f"max_inflight_messages {max_inflight_messages}",
+                f"max_queued_messages {max_queued_messages}",
+                "log_dest stderr",
+                "log_type error",
+                "log_type warning",
+                *extra_config,
+            ]) + "\n")
+        broker.start()
+        return broker
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([self.exe, "-c", str(self.directory / "mosquitto.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("mosquitto did not start listening within 10 s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        if self.proc is not None and self.proc.stderr:
+            self.proc.stderr.close()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
