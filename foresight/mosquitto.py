@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 __all__ = ["Mosquitto", "MosquittoNotInstalled", "find_mosquitto", "free_port"]
 
@@ -47,17 +48,29 @@ class Mosquitto:
 
     @classmethod
     def start_new(cls, *, max_inflight_messages: int = 1000, max_queued_messages: int = 100_000,
-                  extra_config: Sequence[str] = ()) -> Mosquitto:
-        """Write a config into a fresh temp dir and start the broker; raises ``MosquittoNotInstalled``."""
+                  password_file: Path | None = None, acl_file: Path | None = None,
+                  extra_config: Sequence[str] = ()) -> Self:
+        """Write a config into a fresh temp dir and start the broker; raises ``MosquittoNotInstalled``.
+
+        Anonymous by default; with ``password_file`` (and ``acl_file``) logins are required. The
+        files are copied into the broker's own temp dir, which Mosquitto can always read.
+        """
         exe = find_mosquitto()
         if exe is None:
             raise MosquittoNotInstalled("mosquitto is not installed (apt-get install -y mosquitto)")
         broker = cls(port=free_port(), directory=Path(tempfile.mkdtemp(prefix="foresight-mosquitto-")), exe=exe)
+        auth = ["allow_anonymous true"]
+        if password_file is not None:
+            auth = ["allow_anonymous false", f"password_file {broker.directory / 'passwd'}"]
+            shutil.copyfile(password_file, broker.directory / "passwd")
+            if acl_file is not None:
+                auth.append(f"acl_file {broker.directory / 'acl'}")
+                shutil.copyfile(acl_file, broker.directory / "acl")
         (broker.directory / "mosquitto.conf").write_text(
             "\n".join([
                 "user root" if os.geteuid() == 0 else "",
                 f"listener {broker.port} 127.0.0.1",
-                "allow_anonymous true",
+                *auth,
                 "persistence true",
                 f"persistence_location {broker.directory}/",
                 f"max_inflight_messages {max_inflight_messages}",
