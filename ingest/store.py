@@ -350,51 +350,98 @@ class IngestStore:
         return len(session.execute(stmt, params).all())
 
     def _refresh_features(self, session: Session, inserted: Sequence[Telemetry], *, now: datetime) -> None:
-        """Recompute features of every device that got new readings.
+        """Recompute features of every device that got new readings, set-based over the batch.
 
         Every reading from the oldest new one onwards gets its point-in-time vector (computed from
-        the readings up to its own timestamp) written to the offline history, so a late arrival
-        also corrects the vectors after it; the online vector is recomputed from the device's
-        latest window, whatever order the readings came in.
+        the readings up to its own position in (ts, seq) order) written to the offline history, so
+        a late arrival also corrects the vectors after it; the online vector is recomputed from the
+        device's latest window, whatever order the readings came in. A handful of statements per
+        batch, whatever its number of devices: counts, baselines and windows are each one query.
         """
         by_device: dict[str, list[Telemetry]] = defaultdict(list)
         for t in inserted:
             by_device[t.device_id].append(t)
+        if not by_device:
+            return
+        ids = list(by_device)
+        profiles = {d: PROFILES[new[0].kind] for d, new in by_device.items()}
+        online = {r.device_id: r for r in session.scalars(
+            select(FeatureOnlineRow).where(FeatureOnlineRow.device_id.in_(ids)))}
+        totals: dict[str, int] = {d: n for d, n in session.execute(
+            select(ReadingRow.device_id, func.count()).where(ReadingRow.device_id.in_(ids))
+            .group_by(ReadingRow.device_id))}
+        baselines = {d: dict(online[d].baseline) if d in online else {} for d in ids}
+        incomplete = [d for d in ids if baselines[d].get("_complete") != 1.0]
+        firsts = _ranked_readings(session, {d: profiles[d].baseline_readings for d in incomplete}, newest_first=False)
+        for d in incomplete:
+            first = firsts.get(d, [])
+            baselines[d] = compute_baseline(profiles[d], first)
+            if len(first) >= profiles[d].baseline_readings:
+                baselines[d]["_complete"] = 1.0
+        # In order, a device's k new readings are its newest k: k + window - 1 rows are enough.
+        windows = _ranked_readings(session, {d: len(new) + profiles[d].window - 1 for d, new in by_device.items()},
+                                   newest_first=True)
+        history: list[dict[str, Any]] = []
         for device_id, new in by_device.items():
-            profile = PROFILES[new[0].kind]
-            online = session.get(FeatureOnlineRow, device_id)
-            baseline = dict(online.baseline) if online is not None else {}
-            if baseline.get("_complete") != 1.0:
-                first = session.scalars(select(ReadingRow).where(ReadingRow.device_id == device_id)
-                                        .order_by(ReadingRow.ts, ReadingRow.seq).limit(profile.baseline_readings)).all()
-                baseline = compute_baseline(profile, [_reading(r) for r in first])
-                if len(first) >= profile.baseline_readings:
-                    baseline["_complete"] = 1.0
-            metric_baseline = {k: v for k, v in baseline.items() if not k.startswith("_")}
-            oldest_new = min(t.ts for t in new)
-            by_device_id = ReadingRow.device_id == device_id
-            since = session.scalars(select(ReadingRow).where(by_device_id, ReadingRow.ts >= oldest_new)
-                                    .order_by(ReadingRow.ts, ReadingRow.seq)).all()
-            before = session.scalars(select(ReadingRow).where(by_device_id, ReadingRow.ts < oldest_new)
-                                     .order_by(ReadingRow.ts.desc(), ReadingRow.seq.desc()).limit(profile.window - 1)).all()
-            timeline = [_reading(r) for r in reversed(before)] + [_reading(r) for r in since]
-            n_total = session.scalar(select(func.count()).select_from(ReadingRow).where(by_device_id)) or 0
-            history = [
-                {"device_id": device_id, "seq": r.seq, "ts": r.ts, "n_readings": n_total - (len(timeline) - 1 - i),
-                 "values": compute_features(profile, timeline[max(0, i - profile.window + 1): i + 1],
-                                            metric_baseline)}
-                for i, r in enumerate(timeline) if i >= len(before)
-            ]
-            stmt = _insert(session, FeatureHistoryRow)
-            session.execute(stmt.on_conflict_do_update(
-                index_elements=["device_id", "seq"],
-                set_={"values": stmt.excluded["values"], "n_readings": stmt.excluded.n_readings}), history)
-            if online is None:
-                online = FeatureOnlineRow(device_id=device_id, kind=profile.kind)
-                session.add(online)
-            online.ts, online.n_readings = timeline[-1].ts, n_total
-            online.values = history[-1]["values"]
-            online.baseline, online.updated_at = baseline, now
+            profile, n_total = profiles[device_id], totals[device_id]
+            oldest = min((t.ts, t.seq) for t in new)
+            timeline = windows.get(device_id, [])
+            start = sum(1 for r in timeline if (r.ts, r.seq) < oldest)
+            if start < profile.window - 1 and len(timeline) < n_total:  # a late reading: read further back
+                timeline = _timeline_from(session, device_id, oldest, profile.window)
+                start = sum(1 for r in timeline if (r.ts, r.seq) < oldest)
+            metric_baseline = {k: v for k, v in baselines[device_id].items() if not k.startswith("_")}
+            rows = []
+            for i, r in enumerate(timeline[start:], start=start):
+                position = n_total - (len(timeline) - 1 - i)
+                # While the baseline is still forming, a row sees only the readings before it.
+                as_of = (compute_baseline(profile, timeline[: i + 1])
+                         if position <= profile.baseline_readings and position == i + 1 else metric_baseline)
+                rows.append({"device_id": device_id, "seq": r.seq, "ts": r.ts, "n_readings": position,
+                             "values": compute_features(profile, timeline[max(0, i - profile.window + 1): i + 1],
+                                                        as_of)})
+            history.extend(rows)
+            row = online.get(device_id)
+            if row is None:
+                row = FeatureOnlineRow(device_id=device_id, kind=profile.kind)
+                session.add(row)
+            row.ts, row.n_readings, row.values = timeline[-1].ts, n_total, rows[-1]["values"]
+            row.baseline, row.updated_at = baselines[device_id], now
+        stmt = _insert(session, FeatureHistoryRow)
+        session.execute(stmt.on_conflict_do_update(
+            index_elements=["device_id", "seq"],
+            set_={"values": stmt.excluded["values"], "n_readings": stmt.excluded.n_readings}), history)
+
+
+def _ranked_readings(session: Session, limits: dict[str, int], *, newest_first: bool) -> dict[str, list[Reading]]:
+    """Each device's first (or newest) ``limits[device]`` readings, returned oldest first.
+
+    One windowed query per distinct limit (usually one per batch).
+    """
+    by_limit: dict[int, list[str]] = defaultdict(list)
+    for device_id, limit in limits.items():
+        by_limit[limit].append(device_id)
+    order = (ReadingRow.ts.desc(), ReadingRow.seq.desc()) if newest_first else (ReadingRow.ts, ReadingRow.seq)
+    out: dict[str, list[Reading]] = defaultdict(list)
+    for limit, ids in by_limit.items():
+        rank = func.row_number().over(partition_by=ReadingRow.device_id, order_by=order).label("rank")
+        ranked = (select(ReadingRow.device_id, ReadingRow.kind, ReadingRow.seq, ReadingRow.ts, ReadingRow.metrics, rank)
+                  .where(ReadingRow.device_id.in_(ids)).subquery())
+        for r in session.execute(select(ranked).where(ranked.c.rank <= limit)):
+            out[r.device_id].append(Reading(device_id=r.device_id, kind=r.kind, seq=r.seq, ts=r.ts,
+                                            metrics=dict(r.metrics)))
+    return {d: sorted(rs, key=lambda r: (r.ts, r.seq)) for d, rs in out.items()}
+
+
+def _timeline_from(session: Session, device_id: str, oldest: tuple[datetime, int], window: int) -> list[Reading]:
+    """A device's readings from ``oldest`` (ts, seq) on, with the ``window - 1`` readings before it."""
+    ts, seq = oldest
+    at_or_after = (ReadingRow.ts > ts) | ((ReadingRow.ts == ts) & (ReadingRow.seq >= seq))
+    mine = ReadingRow.device_id == device_id
+    since = session.scalars(select(ReadingRow).where(mine, at_or_after).order_by(ReadingRow.ts, ReadingRow.seq)).all()
+    before = session.scalars(select(ReadingRow).where(mine, ~at_or_after)
+                             .order_by(ReadingRow.ts.desc(), ReadingRow.seq.desc()).limit(window - 1)).all()
+    return [_reading(r) for r in reversed(before)] + [_reading(r) for r in since]
 
 
 def _decode_status(payload: bytes) -> str:

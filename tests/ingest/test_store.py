@@ -5,11 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from ingest.clock import ManualClock
 from ingest.contract import MAX_PAYLOAD_BYTES, Telemetry, encode_telemetry, telemetry_topic
+from ingest.db import create_schema, make_engine
 from ingest.store import DeviceInfo, Inbound, IngestStore
+from tests.conftest import START
 from tests.payloads import bad_payloads
 
 
@@ -121,3 +125,26 @@ def test_a_nul_in_the_topic_is_dead_lettered_not_fatal(engine: Engine, clock: Ma
                                 _msg(clock, seq=1, hours_ago=1, dp=60)])
     assert (result.accepted, result.rejected) == (1, 1)
     assert store.dead_letters()[0].topic == "appliances/a\ufffdc/telemetry"
+
+
+@settings(max_examples=25, deadline=None)
+@given(order=st.permutations(list(range(12, 30))), cuts=st.lists(st.integers(1, 29), max_size=5))
+def test_any_arrival_order_and_batching_gives_the_in_order_features(order: list[int], cuts: list[int]) -> None:
+    # The baseline is the device's first readings as received (AC: 12), so those come first, in order;
+    # everything after may arrive in any order and any batching.
+    clock = ManualClock(START)
+    msgs = [_msg(clock, seq=i, hours_ago=40 - i, dp=60 + 2 * i + (i % 3)) for i in range(30)]
+    shuffled = msgs[:12] + [msgs[i] for i in order]
+    bounds = [0, *sorted(set(cuts)), 30]
+    results = []
+    one_by_one = [[m] for m in msgs]  # the point-in-time reference: each reading as it happened
+    for batches in ([shuffled[a:b] for a, b in zip(bounds, bounds[1:], strict=False)], one_by_one):
+        eng = make_engine("sqlite://")
+        create_schema(eng)
+        store = IngestStore(eng, clock=clock)
+        for batch in batches:
+            store.write_batch(batch)
+        results.append((store.latest_features(["ac-1"])[0].values,
+                        {(v.ts, v.n_readings): v.values for v in store.feature_history("ac-1")}))
+        eng.dispose()
+    assert results[0] == results[1]
