@@ -134,6 +134,9 @@ class FeatureOnlineRow(Base):
     n_readings: Mapped[int] = mapped_column(Integer)
     values: Mapped[dict[str, Any]]
     baseline: Mapped[dict[str, Any]]
+    #: The device's latest ``window`` readings, ``{"items": [[ts_iso, seq, metrics], ...]}`` in
+    #: (ts, seq) order, so an in-order reading refreshes its features without reading history back.
+    recent: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime]
     #: ``n_readings`` of the vector last scored; behind ``n_readings`` means a scoring is due.
     scored_n_readings: Mapped[int | None] = mapped_column(Integer, default=None)

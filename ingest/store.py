@@ -355,8 +355,12 @@ class IngestStore:
         Every reading from the oldest new one onwards gets its point-in-time vector (computed from
         the readings up to its own position in (ts, seq) order) written to the offline history, so
         a late arrival also corrects the vectors after it; the online vector is recomputed from the
-        device's latest window, whatever order the readings came in. A handful of statements per
-        batch, whatever its number of devices: counts, baselines and windows are each one query.
+        device's latest window, whatever order the readings came in.
+
+        The online row keeps the device's latest window of readings. In the usual case — readings
+        newer than that window — nothing is read back from ``readings``: one query loads the
+        online rows (locked on PostgreSQL, so two workers serialise per device), one upsert writes
+        the history. A late reading makes that device read its timeline back from ``readings``.
         """
         by_device: dict[str, list[Telemetry]] = defaultdict(list)
         for t in inserted:
@@ -365,31 +369,46 @@ class IngestStore:
             return
         ids = list(by_device)
         profiles = {d: PROFILES[new[0].kind] for d, new in by_device.items()}
-        online = {r.device_id: r for r in session.scalars(
-            select(FeatureOnlineRow).where(FeatureOnlineRow.device_id.in_(ids)))}
-        totals: dict[str, int] = {d: n for d, n in session.execute(
-            select(ReadingRow.device_id, func.count()).where(ReadingRow.device_id.in_(ids))
-            .group_by(ReadingRow.device_id))}
+        query = select(FeatureOnlineRow).where(FeatureOnlineRow.device_id.in_(ids))
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update()
+        online = {r.device_id: r for r in session.scalars(query)}
+        plans: dict[str, tuple[list[Reading], int, int]] = {}  # timeline, index of oldest new, total
+        slow: list[str] = []
+        for device_id, new in by_device.items():
+            fresh = sorted((_as_reading(t) for t in new), key=_key)
+            row = online.get(device_id)
+            if row is None:  # the device's first readings ever: nothing earlier exists
+                plans[device_id] = (fresh, 0, len(fresh))
+                continue
+            recent = _recent_readings(row, device_id)
+            if recent and _key(fresh[0]) > _key(recent[-1]):
+                window = profiles[device_id].window
+                plans[device_id] = (recent[-(window - 1):] + fresh, len(recent[-(window - 1):]),
+                                    row.n_readings + len(fresh))
+            else:
+                slow.append(device_id)
+        if slow:
+            totals = dict(session.execute(select(ReadingRow.device_id, func.count())
+                                          .where(ReadingRow.device_id.in_(slow)).group_by(ReadingRow.device_id)).all())
+            for device_id in slow:
+                oldest = min((t.ts, t.seq) for t in by_device[device_id])
+                timeline = _timeline_from(session, device_id, oldest, profiles[device_id].window)
+                plans[device_id] = (timeline, sum(1 for r in timeline if _key(r) < oldest), totals[device_id])
         baselines = {d: dict(online[d].baseline) if d in online else {} for d in ids}
         incomplete = [d for d in ids if baselines[d].get("_complete") != 1.0]
-        firsts = _ranked_readings(session, {d: profiles[d].baseline_readings for d in incomplete}, newest_first=False)
+        # A forming baseline needs the device's first readings: in the timeline when it holds them all.
+        missing = {d: profiles[d].baseline_readings for d in incomplete if plans[d][2] > len(plans[d][0])}
+        firsts = _ranked_readings(session, missing, newest_first=False) if missing else {}
         for d in incomplete:
-            first = firsts.get(d, [])
+            timeline, _, total = plans[d]
+            first = firsts.get(d, []) if d in missing else timeline[: profiles[d].baseline_readings]
             baselines[d] = compute_baseline(profiles[d], first)
             if len(first) >= profiles[d].baseline_readings:
                 baselines[d]["_complete"] = 1.0
-        # In order, a device's k new readings are its newest k: k + window - 1 rows are enough.
-        windows = _ranked_readings(session, {d: len(new) + profiles[d].window - 1 for d, new in by_device.items()},
-                                   newest_first=True)
         history: list[dict[str, Any]] = []
-        for device_id, new in by_device.items():
-            profile, n_total = profiles[device_id], totals[device_id]
-            oldest = min((t.ts, t.seq) for t in new)
-            timeline = windows.get(device_id, [])
-            start = sum(1 for r in timeline if (r.ts, r.seq) < oldest)
-            if start < profile.window - 1 and len(timeline) < n_total:  # a late reading: read further back
-                timeline = _timeline_from(session, device_id, oldest, profile.window)
-                start = sum(1 for r in timeline if (r.ts, r.seq) < oldest)
+        for device_id, (timeline, start, n_total) in plans.items():
+            profile = profiles[device_id]
             metric_baseline = {k: v for k, v in baselines[device_id].items() if not k.startswith("_")}
             rows = []
             for i, r in enumerate(timeline[start:], start=start):
@@ -407,10 +426,25 @@ class IngestStore:
                 session.add(row)
             row.ts, row.n_readings, row.values = timeline[-1].ts, n_total, rows[-1]["values"]
             row.baseline, row.updated_at = baselines[device_id], now
+            row.recent = {"items": [[r.ts.isoformat(), r.seq, dict(r.metrics)] for r in timeline[-profile.window:]]}
         stmt = _insert(session, FeatureHistoryRow)
         session.execute(stmt.on_conflict_do_update(
             index_elements=["device_id", "seq"],
             set_={"values": stmt.excluded["values"], "n_readings": stmt.excluded.n_readings}), history)
+
+
+def _key(r: Reading) -> tuple[datetime, int]:
+    return (r.ts, r.seq)
+
+
+def _as_reading(t: Telemetry) -> Reading:
+    return Reading(device_id=t.device_id, kind=t.kind, seq=t.seq, ts=t.ts, metrics=t.metrics)
+
+
+def _recent_readings(row: FeatureOnlineRow, device_id: str) -> list[Reading]:
+    items = (row.recent or {}).get("items", [])
+    return [Reading(device_id=device_id, kind=row.kind, seq=seq, ts=datetime.fromisoformat(ts), metrics=metrics)
+            for ts, seq, metrics in items]
 
 
 def _ranked_readings(session: Session, limits: dict[str, int], *, newest_first: bool) -> dict[str, list[Reading]]:
