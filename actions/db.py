@@ -82,6 +82,7 @@ class CaseStateRow(Base):
     calm_since: Mapped[datetime | None] = mapped_column(default=None)
     recent_p_fail: Mapped[list[float]] = mapped_column(JSON, default=list)
     last_prediction_ts: Mapped[datetime | None] = mapped_column(default=None)
+    last_prediction_n: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     touched_at: Mapped[datetime]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -121,7 +122,8 @@ class ActionService:
         now = self._clock.now()
         state = self._lock_state(s, prediction.device_id, prediction.mode, now)
         open_case = self._open_case(s, prediction.device_id, prediction.mode)
-        if state.last_prediction_ts is not None and prediction.ts <= state.last_prediction_ts:
+        if state.last_prediction_ts is not None and (prediction.ts, prediction.n_readings) <= (
+                state.last_prediction_ts, state.last_prediction_n):
             return Outcome(device_id=prediction.device_id, mode=prediction.mode,
                            prediction_ts=prediction.ts, duplicate=True,
                            case_id=open_case.id if open_case else None,
@@ -140,13 +142,18 @@ class ActionService:
         state.uncertain_since = (state.uncertain_since or now) if uncertain else None
         state.calm_since = (state.calm_since or now) if is_calm(prediction, mode, self._config) else None
         state.recent_p_fail = [*state.recent_p_fail, prediction.p_fail][-self._recent_kept:]
-        state.last_prediction_ts = prediction.ts
+        state.last_prediction_ts, state.last_prediction_n = prediction.ts, prediction.n_readings
 
         outcome = Outcome(device_id=prediction.device_id, mode=prediction.mode,
                           prediction_ts=prediction.ts, decision=decision,
                           case_id=open_case.id if open_case else None)
         if decision.action is DecisionAction.NONE:
             return outcome
+        covering = self._ticket_covering(s, prediction.device_id, decision) if open_case is None else None
+        if covering is not None:  # one stuck sensor feeds several modes: one ticket for the device
+            return replace(outcome, decision=Decision(
+                action=DecisionAction.NONE, rule="covered",
+                reason=f"open ticket {covering} already covers this device's {decision.rule}"))
         return self._act(s, prediction=prediction, mode=mode, decision=decision,
                          open_case=open_case, history=history, now=now)
 
@@ -161,6 +168,14 @@ class ActionService:
             s.add(state)
             s.flush()
         return state
+
+    @staticmethod
+    def _ticket_covering(s: Session, device_id: str, decision: Decision) -> int | None:
+        """An open data-quality ticket of the device (any mode) that already covers ``decision``."""
+        if decision.action is not DecisionAction.OPEN_TICKET or decision.rule not in ("sensor_fault", "ood"):
+            return None
+        return s.scalar(select(TicketRow.id).where(TicketRow.device_id == device_id, TicketRow.status == "open",
+                                                   TicketRow.category == decision.rule).limit(1))
 
     @staticmethod
     def _open_case(s: Session, device_id: str, mode: str) -> CaseRow | None:

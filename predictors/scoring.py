@@ -87,6 +87,7 @@ def _predict(loaded: LoadedModel, batch: Sequence[FeatureVector], metrics: Seque
             device_id=v.device_id, kind=v.kind, mode=loaded.mode, ts=v.ts, p_fail=float(p[r]),
             horizon_h=loaded.horizon_h, ttf_h=float(ttf[r, 1]), ttf_low_h=float(ttf[r, 0]),
             ttf_high_h=float(ttf[r, 2]), model_version=loaded.version, top_features=reasons,
+            n_readings=v.n_readings,
             ood=bool(bad.size), ood_detail=detail, sensor_faults=faults))
     return out
 

@@ -38,6 +38,9 @@ class Prediction:
     ttf_high_h: float
     model_version: str
     top_features: tuple[FeatureContribution, ...] = ()
+    #: Readings behind the scored vector. With ``ts`` it versions the prediction: a late reading
+    #: leaves ``ts`` (the newest reading) unchanged but adds a reading, so a rescore is newer.
+    n_readings: int = 0
     ood: bool = False
     ood_detail: str = ""
     sensor_faults: tuple[str, ...] = ()

@@ -75,6 +75,26 @@ def test_no_slot_before_the_deadline_opens_a_ticket(service: ActionService, cloc
     assert service.device_cases("ac-1")[0].action is DecisionAction.BOOK_TECHNICIAN
 
 
+def test_a_rescore_after_a_late_reading_is_not_a_duplicate(service: ActionService, clock: ManualClock) -> None:
+    calm = prediction(ts=clock.now(), n_readings=20)
+    [first] = service.handle([calm])
+    assert first.decision.action is DecisionAction.NONE and not first.duplicate
+    assert service.handle([calm])[0].duplicate  # the very same vector again
+    # A late reading: same newest timestamp, one more reading, and now the failure is near.
+    [late] = service.handle([prediction(ts=clock.now(), n_readings=21, p_fail=0.8, ttf_h=40.0,
+                                        ttf_low_h=30.0, ttf_high_h=60.0)])
+    assert not late.duplicate and late.decision.action is DecisionAction.NOTIFY_HOMEOWNER
+
+
+def test_one_stuck_sensor_feeding_two_modes_opens_one_ticket(service: ActionService, clock: ManualClock) -> None:
+    both = [prediction(ts=clock.now(), mode=m, sensor_faults=("time_to_boil_s",))
+            for m in ("scale_buildup", "heating_element_wear")]
+    first, second = service.handle(both)
+    assert first.decision.action is DecisionAction.OPEN_TICKET
+    assert second.decision.action is DecisionAction.NONE and second.decision.rule == "covered"
+    assert len(service.open_tickets()) == 1
+
+
 def test_sensor_fault_ticket_carries_the_context(service: ActionService, clock: ManualClock,
                                                  engine: Engine) -> None:
     add_readings(engine, "rc-1", "rice_cooker", start=clock.now() - 40 * H, n=5,
