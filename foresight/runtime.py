@@ -58,6 +58,9 @@ class Runtime:
         """Connect the MQTT ingester (returns once subscribed)."""
         self.ingester = Ingester(store=self.store, clock=self.clock, host=host, port=port,
                                  client_id=self.settings.ingest_client_id, username=username,
+                                 mqtt_version=self.settings.mqtt_version,
+                                 session_expiry_s=self.settings.ingest_session_expiry_s,
+                                 shared_group=self.settings.ingest_shared_group,
                                  password=password, queue_size=self.settings.ingest_queue_size,
                                  batch_size=self.settings.ingest_batch_size,
                                  on_batch=self.metrics.observe_batch)

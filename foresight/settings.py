@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(default=500, ge=1)
     ingest_queue_size: int = Field(default=10_000, ge=10)
     ingest_client_id: str = "foresight-ingest"
+    #: 3 (MQTT 3.1.1) or 5; with 5 the persistent session lives ``ingest_session_expiry_s``.
+    mqtt_version: Literal[3, 5] = 3
+    ingest_session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
+    #: Set on every worker of a scale-out: they then share ``$share/<group>/appliances/+/...``.
+    ingest_shared_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     #: ``text`` for people, ``json`` (one object per line) for a log shipper.
     log_format: Literal["text", "json"] = "text"
 

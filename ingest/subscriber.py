@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from ingest.clock import Clock
 from ingest.contract import Reason
@@ -52,8 +54,17 @@ class Ingester:
     def __init__(self, *, store: IngestStore, clock: Clock, host: str, port: int,
                  client_id: str = "foresight-ingest", username: str | None = None,
                  password: str | None = None, queue_size: int = 10_000, batch_size: int = 500,
-                 batch_wait_s: float = 0.05, keepalive: int = 30,
+                 batch_wait_s: float = 0.05, keepalive: int = 30, mqtt_version: int = 3,
+                 session_expiry_s: int = 7 * 24 * 3600, shared_group: str | None = None,
                  on_batch: Callable[[BatchResult], None] | None = None) -> None:
+        """``mqtt_version`` 3 (3.1.1, ``clean_session=False``) or 5 (``clean_start=False`` with a
+        ``session_expiry_s`` session, without which an MQTT 5 broker drops the session at
+        disconnect). ``shared_group`` subscribes as ``$share/<group>/...`` so several workers split
+        the traffic (MQTT 5 shared subscriptions; Mosquitto also honours them for 3.1.1 clients)."""
+        if mqtt_version not in (3, 5):
+            raise ValueError("mqtt_version must be 3 or 5")
+        self._mqtt_version, self._session_expiry_s = mqtt_version, session_expiry_s
+        self._topics = tuple(f"$share/{shared_group}/{t}" if shared_group else t for t in SUBSCRIPTIONS)
         self._store = store
         self._clock = clock
         self._host, self._port, self._keepalive = host, port, keepalive
@@ -69,8 +80,12 @@ class Ingester:
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
         self.stats = IngesterStats()
-        self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
-                                   clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
+        if mqtt_version == 5:
+            self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                                       protocol=mqtt.MQTTv5, manual_ack=True)
+        else:
+            self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                                       clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
         if username is not None:
             self._client.username_pw_set(username, password)
         self._client.on_connect = self._on_connect
@@ -85,7 +100,13 @@ class Ingester:
         """Connect, subscribe and start the writer; returns once the broker confirmed the subscription."""
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._writer.start()
-        self._client.connect_async(self._host, self._port, keepalive=self._keepalive)
+        if self._mqtt_version == 5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self._session_expiry_s
+            self._client.connect_async(self._host, self._port, keepalive=self._keepalive, clean_start=False,
+                                       properties=props)
+        else:
+            self._client.connect_async(self._host, self._port, keepalive=self._keepalive)
         self._client.loop_start()
         if not self._subscribed.wait(wait_connected_s):
             self.stop(drain_s=0)
@@ -127,7 +148,7 @@ class Ingester:
             log.error("MQTT connect refused: %s", reason_code)
             return
         self._generation += 1
-        client.subscribe([(topic, 1) for topic in SUBSCRIPTIONS])
+        client.subscribe([(topic, 1) for topic in self._topics])
         self.stats.connected = True
         log.info("ingester connected to %s:%s (session present: %s)", self._host, self._port,
                  flags.session_present)
