@@ -31,7 +31,7 @@ def _publisher(broker: Mosquitto) -> mqtt.Client:
 
 def _telemetry(clock: ManualClock, device: str, seq: int) -> bytes:
     return encode_telemetry(Telemetry(device_id=device, kind="air_conditioner", model="AC-2500", firmware="1.0",
-                                      seq=seq, ts=clock.now() - timedelta(minutes=60 - seq),
+                                      seq=seq, ts=clock.now() - timedelta(minutes=1000 - seq),
                                       metrics={"filter_dp_pa": 60.0 + seq, "fan_current_a": 0.8}))
 
 
@@ -119,18 +119,24 @@ def test_messages_published_while_ingester_is_down_arrive_after_restart(engine, 
     first = Ingester(store=store, clock=clock, host=mosquitto.host, port=mosquitto.port, client_id=client_id)
     first.start()
     first.stop()  # persistent session stays on the broker
+    # More than Mosquitto's default max_queued_messages (1000), which would silently drop the rest:
+    # the broker config (tests/services.py, docs/deployment.md) raises it, so the broker holds them.
     pub = _publisher(mosquitto)
-    for seq in range(30):
-        pub.publish(telemetry_topic("ac-offline"), _telemetry(clock, "ac-offline", seq), qos=1).wait_for_publish(5)
+    infos = [pub.publish(telemetry_topic(f"ac-offline-{seq % 10}"), _telemetry(clock, f"ac-offline-{seq % 10}", seq // 10),
+                         qos=1) for seq in range(3000)]
+    for info in infos:
+        info.wait_for_publish(10)
     pub.disconnect()
     pub.loop_stop()
     second = Ingester(store=store, clock=clock, host=mosquitto.host, port=mosquitto.port, client_id=client_id)
     second.start()
     try:
-        assert second.wait_idle(timeout_s=15, settle_s=0.5)
+        assert second.wait_idle(timeout_s=60, settle_s=1.0)
     finally:
         second.stop()
-    assert len(store.recent_readings("ac-offline", limit=1000)) == 30
+    assert store.counts()["readings"] >= 3000
+    for d in range(10):
+        assert sorted(r.seq for r in store.recent_readings(f"ac-offline-{d}", limit=1000)) == list(range(300))
 
 
 class PoisonStore(FlakyStore):
