@@ -51,13 +51,9 @@ def clock() -> ManualClock:
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     """A fresh SQLite database file with every package's tables."""
-    import importlib
-
-    for module in ("actions.db", "predictors.registry"):  # register their tables on the shared Base
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError:  # TEMP while the packages are being written
-            pass
+    import actions.db  # noqa: F401  (register their tables on the shared Base)
+    import predictors.registry  # noqa: F401
+    import predictors.store  # noqa: F401
 
     eng = make_engine(f"sqlite:///{tmp_path / 'foresight.db'}")
     create_schema(eng)
