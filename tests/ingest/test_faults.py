@@ -116,7 +116,9 @@ def test_ingester_sigkilled_at_random_points_loses_and_doubles_nothing(broker: M
     assert _stored(url) == sorted(expected)
 
 
-def test_broker_restart_with_persistence_loses_and_doubles_nothing(broker: Mosquitto, tmp_path: Path) -> None:
+@pytest.mark.parametrize("restarts", [1, 3], ids=["one restart", "connections cut three times"])
+def test_broker_restart_with_persistence_loses_and_doubles_nothing(broker: Mosquitto, tmp_path: Path,
+                                                                   restarts: int) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'restart.db'}")
     create_schema(engine)
     clock = SystemClock()
@@ -126,12 +128,13 @@ def test_broker_restart_with_persistence_loses_and_doubles_nothing(broker: Mosqu
     ingester.start()
     expected = [(f"ac-restart-{d}", seq) for seq in range(100) for d in range(3)]
     pub = _publisher(broker, "restart-test-pub")
+    cut_at = {len(expected) * (k + 1) // (restarts + 1) for k in range(restarts)}
     try:
         for i, (device, seq) in enumerate(expected):
-            if i == len(expected) // 2:
+            if i in cut_at:
                 broker.restart()  # SIGTERM: Mosquitto saves sessions and queued messages, then starts again
             info = pub.publish(telemetry_topic(device), _payload(device, seq), qos=1)
-            if i < len(expected) // 2:
+            if i < min(cut_at):
                 info.wait_for_publish(5)
         assert _wait_for(lambda: len(store.recent_readings("ac-restart-0", limit=1000)) == 100
                          and len(store.recent_readings("ac-restart-2", limit=1000)) == 100, timeout_s=60)
