@@ -3,7 +3,7 @@
 The implementation lives in ``foresight/ingest_bench.py`` so the installed ``foresight`` command can
 run it; this script is the same command for a checkout:
 
-    .venv/bin/python benchmarks/ingest.py --json var/bench-ingest.json [--devices 10000 --messages N --seconds S]
+    .venv/bin/python benchmarks/ingest_throughput.py --json var/bench-ingest.json [--devices 10000 --messages N --seconds S]
     .venv/bin/foresight bench ingest --json var/bench-ingest.json
 """
 
