@@ -465,6 +465,16 @@ class ActionService:
                 select(CaseRow).where(CaseRow.device_id == device_id)
                 .order_by(CaseRow.opened_at.desc(), CaseRow.id.desc()))]
 
+    def open_case_counts(self, device_ids: Sequence[str]) -> dict[str, int]:
+        """Open cases per device (devices with none are left out)."""
+        if not device_ids:
+            return {}
+        with self._sessions() as s:
+            return {d: int(n) for d, n in s.execute(
+                select(CaseRow.device_id, func.count()).where(CaseRow.device_id.in_(list(device_ids)),
+                                                             CaseRow.status == "open")
+                .group_by(CaseRow.device_id))}
+
     def ticket(self, ticket_id: int) -> Ticket:
         """One ticket by id."""
         with self._sessions() as s:

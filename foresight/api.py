@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from actions import Booking, Case, InvalidState, NotFound, Notification, Ticket
 from ingest.contract import PROFILES
 from ingest.presence import Presence
+from ingest.store import DeviceInfo
 from predictors.types import Prediction
 
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -105,17 +106,15 @@ def create_app(rt: Runtime) -> FastAPI:
     def _conflict(request: Request, exc: InvalidState) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
-    def _health(device_ids: list[str] | None = None, household_id: str | None = None,
-                presence: Presence | None = None) -> list[DeviceHealth]:
-        devices = rt.store.devices(household_id=household_id, presence=presence, now=rt.clock.now())
-        if device_ids is not None:
-            devices = [d for d in devices if d.device_id in device_ids]
+    def _health(devices: list[DeviceInfo]) -> list[DeviceHealth]:
+        ids = [d.device_id for d in devices]
         preds: dict[str, list[Prediction]] = {}
-        for p in rt.predictions.latest([d.device_id for d in devices]):
+        for p in rt.predictions.latest(ids):
             preds.setdefault(p.device_id, []).append(p)
+        open_counts = rt.actions.open_case_counts(ids)  # one query, not one per device
         out = []
         for d in devices:
-            open_cases = sum(1 for c in rt.actions.device_cases(d.device_id) if c.status == "open")
+            open_cases = open_counts.get(d.device_id, 0)
             mine = preds.get(d.device_id, [])
             worst = max(mine, key=lambda p: p.p_fail, default=None)
             out.append(DeviceHealth(
@@ -158,14 +157,15 @@ def create_app(rt: Runtime) -> FastAPI:
     def list_devices(household_id: str | None = Query(default=None, max_length=64),
                      presence: Presence | None = Query(default=None)) -> list[DeviceHealth]:
         """Every device with its presence and health; ``presence=stale`` lists the silent ones."""
-        return _health(household_id=household_id, presence=presence)
+        return _health(rt.store.devices(household_id=household_id, presence=presence, now=rt.clock.now()))
 
     @app.get("/devices/{device_id}", tags=["devices"])
     def device_detail(device_id: str) -> DeviceDetail:
         """One device: health, latest features, predictions per failure mode, cases, recent readings."""
-        found = _health(device_ids=[device_id])
-        if not found:
+        device = rt.store.device(device_id, now=rt.clock.now())
+        if device is None:
             raise HTTPException(404, f"device {device_id} not found")
+        found = _health([device])
         vectors = rt.store.latest_features([device_id])
         return DeviceDetail(
             health=found[0], features=dict(vectors[0].values) if vectors else {},

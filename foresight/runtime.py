@@ -71,7 +71,10 @@ class Runtime:
     def start_scheduler(self) -> BackgroundScheduler:
         """Start APScheduler with the scoring sweep and the actions jobs."""
         scheduler = BackgroundScheduler(timezone="UTC")
-        scheduler.add_job(_score_job, "interval", seconds=self.settings.score_interval_s, args=[self],
+        # Like the actions jobs: the job stores a name, not the runtime (a persistent job store
+        # pickles its arguments, and an engine or MQTT client neither pickles nor survives a restart).
+        _RUNTIMES[_SCORING] = self
+        scheduler.add_job(_score_job, "interval", seconds=self.settings.score_interval_s, args=[_SCORING],
                           id="foresight.score_pending", replace_existing=True, coalesce=True,
                           max_instances=1)
         register_jobs(scheduler, service=self.actions, interval_s=self.settings.score_interval_s)
@@ -122,9 +125,13 @@ def score_pending(rt: Runtime, *, limit: int = 5000) -> list[Outcome]:
         return outcomes
 
 
-def _score_job(rt: Runtime) -> None:
+_SCORING = "default"
+_RUNTIMES: dict[str, Runtime] = {}
+
+
+def _score_job(name: str) -> None:
     """Scheduler job: one scoring sweep; errors are logged and the next sweep retries."""
     try:
-        score_pending(rt)
+        score_pending(_RUNTIMES[name])
     except Exception:
         log.exception("scoring sweep failed; the vectors stay pending and are retried")
