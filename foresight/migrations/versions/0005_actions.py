@@ -1,0 +1,27 @@
+"""actions (issue 5): people in the loop
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-01
+
+Reserved so that work on separate issues can add its schema changes without two Alembic heads.
+Empty until that work lands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+revision: str = '0005'
+down_revision: str | Sequence[str] | None = '0004'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

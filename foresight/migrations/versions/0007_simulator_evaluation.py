@@ -1,0 +1,27 @@
+"""simulator and evaluation (issue 3)
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-01
+
+Reserved so that work on separate issues can add its schema changes without two Alembic heads.
+Empty until that work lands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+revision: str = '0007'
+down_revision: str | Sequence[str] | None = '0006'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
