@@ -1,4 +1,4 @@
-"""The `foresight` command line: demo, train, simulate, serve, db upgrade."""
+"""The `foresight` command line: demo, train, predict, simulate, serve, db upgrade."""
 
 from __future__ import annotations
 
@@ -59,24 +59,80 @@ def demo(
 
 @app.command()
 def train(
+    telemetry: Annotated[Path | None, typer.Option(help="Onboard from history: telemetry CSV (device_id,ts,kind,<metrics>).")] = None,
+    failures: Annotated[Path | None, typer.Option(help="Failures CSV (device_id,failed_at,mode); needed with --telemetry.")] = None,
+    profile: Annotated[Path | None, typer.Option(help="Profile TOML of a new kind (default: inferred from the history).")] = None,
     devices: Annotated[int, typer.Option(min=10, help="Devices in the simulated training fleet.")] = 300,
     days: Annotated[int, typer.Option(min=14, help="Days of simulated history.")] = 150,
     seed: Annotated[int, typer.Option(min=0)] = 1007,
 ) -> None:
-    """Train and register a model per failure mode on a simulated history."""
-    settings = _settings()
-    from .migrate import upgrade
+    """Train and register a model per failure mode: on a simulated history, or from files (docs/onboarding.md)."""
+    from predictors import HistoryError
 
-    engine = make_engine(settings.database_url)
+    from .migrate import upgrade
+    from .training import install_profiles, print_reports, train_from_files
+
+    if (telemetry is None) != (failures is None):
+        raise typer.BadParameter("give both --telemetry and --failures (a history needs its failures)",
+                                 param_hint="--telemetry/--failures")
+    if profile is not None and telemetry is None:
+        raise typer.BadParameter("--profile goes with --telemetry and --failures", param_hint="--profile")
+    settings = _settings()
     _ensure_sqlite_dir(settings.database_url)
+    engine = make_engine(settings.database_url)
     upgrade(engine)
     registry = ModelRegistry(engine, settings.model_dir)
-    reports, timing = train_on_simulation(registry, devices=devices, days=days, seed=seed,
-                                          now=SystemClock().now())
-    for r in reports:
-        console.print(str(r))
+    if telemetry is not None and failures is not None:
+        install_profiles(registry.profiles())
+        try:
+            _, _, reports = train_from_files(registry, telemetry=telemetry, failures=failures,
+                                             profile=profile, now=SystemClock().now(),
+                                             console=console)
+        except HistoryError as exc:
+            console.print(f"[red]error[/]: {exc}\nnothing was trained or registered.")
+            raise typer.Exit(2) from None
+        print_reports(reports, console=console)
+        if not any(r.trained for r in reports):
+            console.print("[red]no model trained[/]: nothing was registered.")
+            raise typer.Exit(1)
+        return
+    with console.status("simulating a history and training"):
+        reports, timing = train_on_simulation(registry, devices=devices, days=days, seed=seed,
+                                              now=SystemClock().now())
+    print_reports(reports, console=console)
     console.print(f"simulated {int(timing['readings'])} readings with {int(timing['failures'])} failures "
                   f"in {timing['simulate_s']:.1f}s, trained in {timing['train_s']:.1f}s")
+
+
+@app.command()
+def predict(
+    telemetry: Annotated[Path, typer.Option(help="Telemetry CSV (device_id,ts,kind,<metrics>) to score.")],
+    json_path: Annotated[Path, typer.Option("--json", help="Write the predictions here as JSON.")],
+) -> None:
+    """Score the latest state of every device in a telemetry file with the live models."""
+    from predictors import HistoryError
+
+    from .migrate import upgrade
+    from .predicting import predict_file, write_json
+    from .training import install_profiles
+
+    settings = _settings()
+    _ensure_sqlite_dir(settings.database_url)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    registry = ModelRegistry(engine, settings.model_dir)
+    install_profiles(registry.profiles())
+    try:
+        with console.status(f"scoring {telemetry}"):
+            doc = predict_file(registry, telemetry)
+    except HistoryError as exc:
+        console.print(f"[red]error[/]: {exc}")
+        raise typer.Exit(2) from None
+    write_json(doc, json_path)
+    s = doc["summary"]
+    console.print(f"{s['devices']} devices, {s['scored']} scored ({s['predictions']} predictions); "
+                  f"the policy would act on {s['would_act']}, {s['escalated_to_human']} of them "
+                  f"escalated to a person; written to {json_path}")
 
 
 @app.command()

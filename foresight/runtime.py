@@ -29,6 +29,7 @@ from predictors.store import PredictionStore
 from .metrics import Metrics
 from .migrate import upgrade
 from .settings import Settings
+from .training import install_profiles
 
 __all__ = ["Runtime", "build_runtime", "score_pending"]
 
@@ -102,6 +103,7 @@ def build_runtime(settings: Settings, *, clock: Clock, policy_config: PolicyConf
     engine = make_engine(settings.database_url)
     upgrade(engine)  # Alembic on every backend: a no-op at head (~15 ms on SQLite)
     registry = ModelRegistry(engine, settings.model_dir)
+    install_profiles(registry.profiles())  # kinds onboarded from history (foresight train --telemetry)
     return Runtime(settings=settings, clock=clock, engine=engine,
                    store=IngestStore(engine, clock=clock), registry=registry, scorer=Scorer(registry),
                    predictions=PredictionStore(engine),

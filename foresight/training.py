@@ -1,17 +1,37 @@
-"""Wiring for `foresight train`: simulated history from devices_sim into the predictors' trainer."""
+"""Wiring for `foresight train`: a simulated history, or a manufacturer's files, into the trainer.
+
+``train_from_files`` is ``foresight train --telemetry ... --failures ... [--profile ...]``;
+``install_profiles`` makes onboarded kinds known to this process (wire contract, feature store,
+scoring, policy), which ``build_runtime`` and ``foresight predict`` do from the registry.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
 
 from devices_sim import Fleet
-from ingest.contract import Telemetry
+from ingest.contract import PROFILES, ApplianceProfile, Telemetry
 from ingest.features import Reading
-from predictors import FailureLabel, ModelRegistry, TrainingReport, train_all
+from predictors import (
+    FailureLabel,
+    ModelRegistry,
+    OnboardingPlan,
+    TrainingReport,
+    load_history,
+    onboard,
+    train_all,
+)
+from predictors.history import History
 
-__all__ = ["SimulatedHistory", "simulate_history", "train_on_simulation"]
+__all__ = ["SimulatedHistory", "install_profiles", "print_plan", "print_reports", "simulate_history",
+           "train_from_files", "train_on_simulation"]
 
 #: Training history is simulated before the demo's and tests' simulated time, never overlapping it.
 TRAINING_START = datetime(2025, 1, 6, tzinfo=UTC)
@@ -53,3 +73,97 @@ def train_on_simulation(registry: ModelRegistry, *, devices: int, days: int, see
     t2 = time.perf_counter()
     return reports, {"simulate_s": t1 - t0, "train_s": t2 - t1, "readings": float(len(history.readings)),
                      "failures": float(len(history.failures))}
+
+
+def install_profiles(profiles: Mapping[str, ApplianceProfile]) -> list[str]:
+    """Add onboarded profiles to this process's registry of kinds; returns the kinds added.
+
+    A kind declared in code is never replaced (the registry refuses to onboard one, so a clash means
+    a newer build declared the kind itself: the code wins).
+    """
+    added = []
+    for kind, profile in profiles.items():
+        if kind in _BUILTIN:
+            continue
+        PROFILES[kind] = profile
+        added.append(kind)
+    return added
+
+
+#: Kinds declared in code, before any onboarded profile was installed.
+_BUILTIN = frozenset(PROFILES)
+
+
+def train_from_files(registry: ModelRegistry, *, telemetry: Path, failures: Path,
+                     profile: Path | None, now: datetime, console: Console,
+                     random_state: int = 0) -> tuple[History, OnboardingPlan, list[TrainingReport]]:
+    """Check the files, print the profiles, train and register; ``HistoryError`` on bad input."""
+    registered = registry.onboarded()
+    with console.status("reading and checking the history files"):
+        history, plan = load_history(telemetry, failures, profile_path=profile,
+                                     registered=registered,
+                                     builtin={k: PROFILES[k] for k in _BUILTIN})
+    print_plan(history, plan, console=console)
+    with console.status("training") as status:
+        def progress(msg: str) -> None:
+            status.update(msg)
+            console.print(f"[dim]{datetime.now(UTC):%H:%M:%S}[/] {msg}")
+        reports = onboard(history, plan, registry=registry, now=now, random_state=random_state,
+                          progress=progress)
+    install_profiles({k: plan.profiles[k].profile for k in plan.new_kinds
+                      if any(r.kind == k and r.trained for r in reports)})
+    return history, plan, reports
+
+
+def print_plan(history: History, plan: OnboardingPlan, *, console: Console) -> None:
+    """The history in numbers and each kind's profile (metrics, ranges, failure modes)."""
+    devices = len(history.device_kinds)
+    failed = len({f.device_id for f in history.failures})
+    console.print(f"[bold]{history.telemetry_file}[/]: {len(history.readings):,} readings of "
+                  f"{devices:,} devices; [bold]{history.failures_file}[/]: {len(history.failures):,} "
+                  f"failures on {failed:,} devices ({devices - failed:,} devices without a failure "
+                  "are censored at their last reading)")
+    for kind, onb in plan.profiles.items():
+        p = onb.profile
+        table = Table(title=f"{kind} — profile {onb.source}", title_justify="left")
+        for col in ("metric", "unit", "valid range", "stuck after", "used by"):
+            table.add_column(col)
+        for spec in p.metrics:
+            users = [m.name for m in p.failure_modes if spec.name in m.metrics]
+            table.add_row(spec.name, spec.unit, f"[{spec.low:g}, {spec.high:g}]",
+                          "off" if spec.stuck_after >= 10**9 else str(spec.stuck_after),
+                          ", ".join(users) or "—")
+        console.print(table)
+        console.print(f"  reading every {p.reading_interval_h:g} h, window {p.window} readings, "
+                      f"baseline {p.baseline_readings} readings; failure modes: " + "; ".join(
+                          f"{m.name} (horizon {m.horizon_h:g} h, act {m.act_before_h:g} h ahead, "
+                          f"{m.action})" for m in p.failure_modes))
+        for note in onb.notes:
+            console.print(f"  [yellow]note[/]: {note}")
+
+
+def print_reports(reports: list[TrainingReport], *, console: Console) -> None:
+    """One row per (kind, mode): version and live state, or why it was skipped; hold-out figures."""
+    table = Table(title="models (figures on held-out devices)", title_justify="left")
+    table.add_column("version", no_wrap=True)
+    table.add_column("live")
+    for col in ("rows", "positives", "AUC", "Brier (base rate)", "TTF MAE h", "TTF 10–90 % cover"):
+        table.add_column(col, justify="right")
+    for r in reports:
+        s = r.summary
+        if not r.trained:
+            table.add_row(f"{r.kind}.{r.mode}", f"[red]skipped[/]: {r.skipped}",
+                          _fmt(s.get("rows")), _fmt(s.get("positives")), "", "", "", "")
+            continue
+        table.add_row(r.version or "", "yes" if r.live else "[yellow]no[/]: not better than base rate",
+                      _fmt(s["rows"]), _fmt(s["positives"]), _fmt(s.get("auc")),
+                      f"{_fmt(s.get('brier'))} ({_fmt(s.get('brier_base_rate'))})",
+                      _fmt(s.get("ttf_mae_h")), _fmt(s.get("ttf_interval_coverage")))
+    console.print(table)
+
+
+def _fmt(x: object) -> str:
+    if x is None:
+        return "—"
+    return f"{x:.4g}" if isinstance(x, float) else f"{x:,}" if isinstance(x, int) else str(x)
+

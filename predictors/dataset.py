@@ -24,7 +24,9 @@ time-to-failure of exactly the cap and keeps it; only rows censored before the c
 this, the regressor would only ever see devices that failed and would under-estimate everybody.
 
 Failure labels are taken as given; ``observed_until`` (default: the latest reading) only bounds how
-long a device without a next failure is known to have stayed free of that failure.
+long a device without a next failure is known to have stayed free of that failure. It is one time
+for the whole fleet (a simulation watched every device until its end) or a time per device (a
+manufacturer's records: a device is known healthy only up to its own last reading).
 """
 
 from __future__ import annotations
@@ -195,7 +197,7 @@ def _stuck(values: np.ndarray, cnt: np.ndarray) -> np.ndarray:
 
 
 def build_frames(readings: Iterable[Reading], failures: Sequence[FailureLabel], *,
-                 observed_until: datetime | None = None,
+                 observed_until: datetime | Mapping[str, datetime] | None = None,
                  profiles: Mapping[str, ApplianceProfile] = PROFILES,
                  ttf_cap_h: float = DEFAULT_TTF_CAP_H) -> dict[tuple[str, str], TrainingFrame]:
     """Training frames keyed by ``(kind, mode)`` for every mode of every kind seen in ``readings``.
@@ -210,11 +212,12 @@ def build_frames(readings: Iterable[Reading], failures: Sequence[FailureLabel], 
         by_device[r.device_id].append(r)
         if latest is None or r.ts > latest:
             latest = r.ts
+    if latest is None:
+        return {}
     if observed_until is None:
         observed_until = latest
-    if observed_until is None:
-        return {}
-    end_s = (observed_until - _EPOCH).total_seconds()
+    per_device = observed_until if isinstance(observed_until, Mapping) else None
+    fleet_end_s = None if per_device is not None else (observed_until - _EPOCH).total_seconds()
 
     fail_s: dict[tuple[str, str], np.ndarray] = {}
     grouped: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -237,6 +240,8 @@ def build_frames(readings: Iterable[Reading], failures: Sequence[FailureLabel], 
         ts64 = (t_s * 1e6).astype("datetime64[us]")
         names = all_feature_names(profile)
         col_of = {name: j for j, name in enumerate(names)}
+        end_s = fleet_end_s if per_device is None else \
+            (per_device.get(device_id, dev[-1].ts) - _EPOCH).total_seconds()
         for mode in profile.failure_modes:
             y, ttf, keep = _labels(t_s, fail_s.get((device_id, mode.name)), end_s=end_s,
                                    horizon_h=mode.horizon_h, cap_h=ttf_cap_h)

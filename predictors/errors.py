@@ -4,12 +4,14 @@
 
     PredictorsError            anything predictors refuses or cannot do
     ├── NoLiveModel            no live model version for a (kind, failure mode)
-    └── ModelFileError         a registered model file is missing, unreadable or not ours
+    ├── ModelFileError         a registered model file is missing, unreadable or not ours
+    └── HistoryError           an onboarding file (telemetry, failures, profile) is refused;
+                               names the file, and the row and column where there is one
 """
 
 from __future__ import annotations
 
-__all__ = ["ModelFileError", "NoLiveModel", "PredictorsError"]
+__all__ = ["HistoryError", "ModelFileError", "NoLiveModel", "PredictorsError"]
 
 
 class PredictorsError(Exception):
@@ -27,3 +29,23 @@ class NoLiveModel(PredictorsError):
 
 class ModelFileError(PredictorsError):
     """A registered model file is missing, unreadable or does not hold a predictors model."""
+
+
+class HistoryError(PredictorsError):
+    """An onboarding input is refused: ``file``, 1-based data ``row`` (header is row 1) and ``column``.
+
+    ``row`` and ``column`` are None when the problem is the whole file (or a whole column).
+    """
+
+    def __init__(self, file: str, message: str, *, row: int | None = None,
+                 column: str | None = None) -> None:
+        where = file
+        if row is not None:
+            where += f", row {row}"
+        if column is not None:
+            where += f", column {column!r}"
+        super().__init__(f"{where}: {message}")
+        self.file = file
+        self.row = row
+        self.column = column
+        self.detail = message

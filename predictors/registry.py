@@ -6,6 +6,10 @@ half a model; the table row is committed after the file exists, so a row always 
 ``path`` column is relative to the registry's ``model_dir`` (the directory can move). At most one
 version per (kind, mode) is live.
 
+``register_all`` registers several versions -- and the profiles of onboarded appliance kinds
+(``appliance_profiles``, one row per kind the code does not declare) -- in one transaction: either
+every version and profile is registered, or nothing is and no file is left behind.
+
 The table lives on ``ingest.db.Base``: ``ingest.db.create_schema(engine)`` creates it once this
 module has been imported.
 """
@@ -17,6 +21,7 @@ import os
 import tempfile
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,11 +32,14 @@ import numpy as np
 from sqlalchemy import Boolean, Engine, Integer, String, Text, UniqueConstraint, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from ingest.contract import ApplianceProfile
 from ingest.db import Base
 from predictors.errors import ModelFileError, NoLiveModel, PredictorsError
 from predictors.model import FailureModeModel
+from predictors.profile_file import OnboardingProfile, profile_from_dict, profile_to_dict
 
-__all__ = ["LoadedModel", "ModelRegistry", "ModelVersion", "ModelVersionRow"]
+__all__ = ["Candidate", "LoadedModel", "ModelRegistry", "ModelVersion", "ModelVersionRow",
+           "ProfileRow"]
 
 _FORMAT = "foresight.predictors.model/1"
 
@@ -51,6 +59,32 @@ class ModelVersionRow(Base):
     summary: Mapped[dict[str, Any]]
     is_live: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+class ProfileRow(Base):
+    """The profile of an appliance kind onboarded from history (not declared in code)."""
+
+    __tablename__ = "appliance_profiles"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    spec: Mapped[dict[str, Any]]
+    #: How its models are trained: ``ttf_cap_h``, ``min_positives`` (null: the defaults).
+    training: Mapped[dict[str, Any]]
+    #: Where it came from: ``profile file <name>`` or ``inferred from <telemetry file>``.
+    source: Mapped[str] = mapped_column(Text, default="")
+    registered_at: Mapped[datetime]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Candidate:
+    """A fitted model waiting to be registered as the next version of (kind, mode)."""
+
+    kind: str
+    mode: str
+    model: FailureModeModel
+    summary: dict[str, Any]
+    make_live: bool = True
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,43 +134,77 @@ class ModelRegistry:
 
         ``summary`` must carry ``features`` (the model's column order) and ``horizon_h``.
         """
-        features = tuple(summary.get("features", ()))
-        if "horizon_h" not in summary or not features:
-            raise PredictorsError("summary needs 'features' and 'horizon_h'")
-        if getattr(model, "n_features_in_", None) != len(features):
-            raise PredictorsError(f"model expects {getattr(model, 'n_features_in_', None)} "
-                                  f"features, summary lists {len(features)}")
-        clean = _jsonable(summary)
+        return self.register_all([Candidate(kind=kind, mode=mode, model=model, summary=summary,
+                                            make_live=make_live, note=note)], now=now)[0]
+
+    def register_all(self, candidates: Sequence[Candidate], *, now: datetime,
+                     profiles: Sequence[OnboardingProfile] = ()) -> list[str]:
+        """Register every candidate and onboarded profile in one transaction; the version ids.
+
+        On any failure nothing is registered and the files already written are removed.
+        """
+        for c in candidates:
+            features = tuple(c.summary.get("features", ()))
+            if "horizon_h" not in c.summary or not features:
+                raise PredictorsError("summary needs 'features' and 'horizon_h'")
+            if getattr(c.model, "n_features_in_", None) != len(features):
+                raise PredictorsError(f"model expects {getattr(c.model, 'n_features_in_', None)} "
+                                      f"features, summary lists {len(features)}")
         self._dir.mkdir(parents=True, exist_ok=True)
-        written: Path | None = None
+        written: list[Path] = []
+        versions: list[str] = []
         try:
             with Session(self._engine) as session, session.begin():
-                last = session.scalar(select(func.max(ModelVersionRow.number))
-                                      .where(ModelVersionRow.kind == kind,
-                                             ModelVersionRow.mode == mode))
-                number = (last or 0) + 1
-                version = f"{kind}.{mode}.v{number}"
-                # A unique file name: a concurrent registration of the same number must not
-                # clobber ours (it fails on the primary key and removes only its own file).
-                filename = f"{version}.{uuid.uuid4().hex[:8]}.joblib"
-                payload = {"format": _FORMAT, "version": version, "kind": kind, "mode": mode,
-                           "features": features, "horizon_h": float(summary["horizon_h"]),
-                           "model": model, "summary": clean}
-                _dump_atomic(payload, self._dir / filename)
-                written = self._dir / filename
-                if make_live:
-                    session.execute(update(ModelVersionRow)
-                                    .where(ModelVersionRow.kind == kind,
-                                           ModelVersionRow.mode == mode)
-                                    .values(is_live=False))
-                session.add(ModelVersionRow(version=version, kind=kind, mode=mode, number=number,
-                                            created_at=now, path=filename, summary=clean,
-                                            is_live=make_live, note=note))
+                for onb in profiles:
+                    session.merge(ProfileRow(kind=onb.profile.kind, spec=profile_to_dict(onb.profile),
+                                             training={"ttf_cap_h": onb.ttf_cap_h,
+                                                       "min_positives": onb.min_positives},
+                                             source=onb.source, registered_at=now))
+                for c in candidates:
+                    versions.append(self._register_in(session, c, now=now, written=written))
         except BaseException:
-            if written is not None:
-                written.unlink(missing_ok=True)
+            for path in written:
+                path.unlink(missing_ok=True)
             raise
+        return versions
+
+    def _register_in(self, session: Session, c: Candidate, *, now: datetime,
+                     written: list[Path]) -> str:
+        clean = _jsonable(c.summary)
+        last = session.scalar(select(func.max(ModelVersionRow.number))
+                              .where(ModelVersionRow.kind == c.kind, ModelVersionRow.mode == c.mode))
+        number = (last or 0) + 1
+        version = f"{c.kind}.{c.mode}.v{number}"
+        # A unique file name: a concurrent registration of the same number must not clobber
+        # ours (it fails on the primary key and removes only its own file).
+        filename = f"{version}.{uuid.uuid4().hex[:8]}.joblib"
+        payload = {"format": _FORMAT, "version": version, "kind": c.kind, "mode": c.mode,
+                   "features": tuple(clean["features"]), "horizon_h": float(clean["horizon_h"]),
+                   "model": c.model, "summary": clean}
+        written.append(self._dir / filename)  # before writing: a half-done write is cleaned up too
+        _dump_atomic(payload, self._dir / filename)
+        if c.make_live:
+            session.execute(update(ModelVersionRow)
+                            .where(ModelVersionRow.kind == c.kind, ModelVersionRow.mode == c.mode)
+                            .values(is_live=False))
+        session.add(ModelVersionRow(version=version, kind=c.kind, mode=c.mode, number=number,
+                                    created_at=now, path=filename, summary=clean,
+                                    is_live=c.make_live, note=c.note))
+        session.flush()  # a clash of version numbers fails here, before the next file is written
         return version
+
+    def profiles(self) -> dict[str, ApplianceProfile]:
+        """The profiles of onboarded kinds, by kind."""
+        return {k: o.profile for k, o in self.onboarded().items()}
+
+    def onboarded(self) -> dict[str, OnboardingProfile]:
+        """Onboarded kinds with their training options and where their profile came from."""
+        with Session(self._engine) as session:
+            return {r.kind: OnboardingProfile(
+                        profile=profile_from_dict(r.spec), ttf_cap_h=r.training.get("ttf_cap_h"),
+                        min_positives=r.training.get("min_positives"),
+                        source=f"registered {r.registered_at:%Y-%m-%d %H:%M}Z ({r.source})")
+                    for r in session.scalars(select(ProfileRow).order_by(ProfileRow.kind))}
 
     def promote(self, version: str) -> None:
         """Make ``version`` the live one of its (kind, mode) (roll forward or back)."""

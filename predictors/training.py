@@ -4,17 +4,21 @@ For each mode with enough positive rows: about ``holdout_fraction`` of the devic
 whether a device ever had a positive row) are held out; a model fitted on the others gives the
 summary metrics -- Brier score next to the Brier score of predicting the training base rate, ROC AUC,
 and the mean absolute error of the median remaining time on held-out positive rows. Then the model
-is refitted on every device and registered. It goes live only when its held-out Brier score beats the
-base rate (a model worse than a constant would only add noise); otherwise it is registered with a
-note and the previous live version stays.
+is refitted on every device. It goes live only when its held-out Brier score beats the base rate (a
+model worse than a constant would only add noise); otherwise it is registered with a note and the
+previous live version stays.
+
+Every mode is fitted before anything is registered; then all versions (and the profiles of kinds
+being onboarded) are registered in one transaction, so an error half-way registers nothing. Each
+version's summary records the profile it was trained with.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -25,9 +29,18 @@ from ingest.contract import PROFILES, ApplianceProfile
 from ingest.features import Reading
 from predictors.dataset import DEFAULT_TTF_CAP_H, FailureLabel, TrainingFrame, build_frames
 from predictors.model import FailureModeModel
-from predictors.registry import ModelRegistry
+from predictors.profile_file import OnboardingProfile, profile_to_dict
+from predictors.registry import Candidate, ModelRegistry
 
-__all__ = ["TrainingReport", "train_all"]
+__all__ = ["Fitted", "TrainingReport", "fit_all", "register_fitted", "train_all"]
+
+
+@dataclass(frozen=True, slots=True)
+class Fitted:
+    """A mode's training outcome before registration: the report and the model, if one was fitted."""
+
+    report: TrainingReport
+    candidate: Candidate | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,33 +61,99 @@ class TrainingReport:
 
 def train_all(readings: Iterable[Reading], failures: Sequence[FailureLabel], *,
               registry: ModelRegistry, now: datetime,
-              profiles: Mapping[str, ApplianceProfile] = PROFILES, min_positives: int = 20,
-              random_state: int = 0, observed_until: datetime | None = None,
-              holdout_fraction: float = 0.2, ttf_cap_h: float = DEFAULT_TTF_CAP_H,
-              model_params: Mapping[str, Any] | None = None) -> list[TrainingReport]:
+              register_profiles: Sequence[OnboardingProfile] = (),
+              **options: Any) -> list[TrainingReport]:
     """Build frames, evaluate on held-out devices, fit on all and register every trainable mode.
+
+    ``options`` are those of ``fit_all``. ``register_profiles`` -- profiles of kinds not declared
+    in code -- are registered with the versions, in the same transaction.
+    """
+    return register_fitted(fit_all(readings, failures, **options), registry=registry, now=now,
+                           profiles=register_profiles)
+
+
+def fit_all(readings: Iterable[Reading], failures: Sequence[FailureLabel], *,
+            profiles: Mapping[str, ApplianceProfile] = PROFILES, min_positives: int = 20,
+            random_state: int = 0,
+            observed_until: datetime | Mapping[str, datetime] | None = None,
+            holdout_fraction: float = 0.2, ttf_cap_h: float = DEFAULT_TTF_CAP_H,
+            model_params: Mapping[str, Any] | None = None,
+            progress: Callable[[str], None] | None = None) -> list[Fitted]:
+    """Build frames, evaluate on held-out devices and fit every trainable mode; registers nothing.
 
     ``min_positives`` counts positive rows (readings within the horizon of a failure); a mode also
     needs positives on at least ``cv`` devices outside the hold-out. ``model_params`` go to
     ``FailureModeModel`` (``ttf_cap_h`` and ``random_state`` always come from the arguments here, so
-    the frames and the model agree on the cap).
+    the frames and the model agree on the cap). ``observed_until`` is as in ``build_frames``.
+    ``progress`` is called with a line of text as each step starts.
     """
+    say = progress or (lambda _msg: None)
     params = {**dict(model_params or {}), "ttf_cap_h": ttf_cap_h, "random_state": random_state}
+    say("building point-in-time training frames")
     frames = build_frames(readings, failures, observed_until=observed_until, profiles=profiles,
                           ttf_cap_h=ttf_cap_h)
-    reports = []
+    fitted: list[Fitted] = []
     for profile in profiles.values():
         for mode in profile.failure_modes:
             frame = frames.get((profile.kind, mode.name))
-            reports.append(_train_one(profile.kind, mode.name, frame, registry=registry, now=now,
-                                      min_positives=min_positives, params=params,
-                                      holdout_fraction=holdout_fraction, seed=random_state))
-    return reports
+            say(f"fitting {profile.kind}.{mode.name}")
+            report, candidate = _fit_one(profile, mode.name, frame, min_positives=min_positives,
+                                         params=params, holdout_fraction=holdout_fraction,
+                                         seed=random_state)
+            fitted.append(Fitted(report=report, candidate=candidate))
+    return fitted
 
 
-def _train_one(kind: str, mode: str, frame: TrainingFrame | None, *, registry: ModelRegistry,
-               now: datetime, min_positives: int, params: dict[str, Any], holdout_fraction: float,
-               seed: int) -> TrainingReport:
+def register_fitted(fitted: Sequence[Fitted], *, registry: ModelRegistry, now: datetime,
+                    profiles: Sequence[OnboardingProfile] = ()) -> list[TrainingReport]:
+    """Register every fitted candidate and the given profiles in one transaction; the reports.
+
+    A profile is registered only when a model of its kind is: a kind that trained nothing stays
+    unknown to the service.
+    """
+    candidates = [f.candidate for f in fitted if f.candidate is not None]
+    kinds = {c.kind for c in candidates}
+    versions = iter(registry.register_all(candidates, now=now,
+                                          profiles=[p for p in profiles if p.profile.kind in kinds]))
+    return [f.report if f.candidate is None else replace(f.report, version=next(versions))
+            for f in fitted]
+
+
+def _fit_one(profile: ApplianceProfile, mode: str, frame: TrainingFrame | None, *,
+             min_positives: int, params: dict[str, Any], holdout_fraction: float,
+             seed: int) -> tuple[TrainingReport, Candidate | None]:
+    kind = profile.kind
+    skip = _why_skip(kind, mode, frame, min_positives=min_positives, params=params,
+                     holdout_fraction=holdout_fraction, seed=seed)
+    if skip is not None:
+        return skip, None
+    assert frame is not None
+    held = _holdout_devices(frame, holdout_fraction, seed)
+    test = np.isin(frame.device_ids, held)
+    started = time.perf_counter()
+    metrics = _evaluate(FailureModeModel(**params), frame.take(~test), frame.take(test))
+    model = FailureModeModel(**params).fit(frame.X, frame.y, frame.ttf_h, groups=frame.device_ids)
+    fit_s = time.perf_counter() - started
+
+    summary = {
+        **_counts(frame), **metrics,
+        "features": list(frame.features), "horizon_h": frame.horizon_h, "ttf_cap_h": frame.ttf_cap_h,
+        "data_from": str(frame.ts.min()), "data_until": str(frame.ts.max()),
+        "has_ttf": model.has_ttf, "fit_seconds": round(fit_s, 2),
+        "params": {k: v for k, v in model.get_params().items()},
+        "profile": profile_to_dict(profile),
+    }
+    brier, base = metrics["brier"], metrics["brier_base_rate"]
+    skilled = brier is not None and base is not None and brier < base
+    note = "" if skilled else (f"held-out Brier {brier} not better than base rate {base}; "
+                               "registered but not made live")
+    return (TrainingReport(kind=kind, mode=mode, live=skilled, summary=summary),
+            Candidate(kind=kind, mode=mode, model=model, summary=summary, make_live=skilled,
+                      note=note))
+
+
+def _why_skip(kind: str, mode: str, frame: TrainingFrame | None, *, min_positives: int,
+              params: dict[str, Any], holdout_fraction: float, seed: int) -> TrainingReport | None:
     if frame is None or frame.n_rows == 0:
         return TrainingReport(kind=kind, mode=mode, skipped="no training rows for this kind")
     stats = _counts(frame)
@@ -82,32 +161,12 @@ def _train_one(kind: str, mode: str, frame: TrainingFrame | None, *, registry: M
         return TrainingReport(kind=kind, mode=mode, summary=stats,
                               skipped=f"{frame.n_positives} positive rows, need {min_positives}")
     cv = int(params.get("cv", 3))
-    held = _holdout_devices(frame, holdout_fraction, seed)
-    test = np.isin(frame.device_ids, held)
-    train = frame.take(~test)
+    train = frame.take(~np.isin(frame.device_ids, _holdout_devices(frame, holdout_fraction, seed)))
     if _positive_devices(train) < cv or train.n_positives == train.n_rows:
         return TrainingReport(kind=kind, mode=mode, summary=stats,
                               skipped=f"positives on {stats['positive_devices']} devices; need "
                                       f"{cv} outside the hold-out and some negative rows")
-
-    started = time.perf_counter()
-    metrics = _evaluate(FailureModeModel(**params), train, frame.take(test))
-    model = FailureModeModel(**params).fit(frame.X, frame.y, frame.ttf_h, groups=frame.device_ids)
-    fit_s = time.perf_counter() - started
-
-    summary = {
-        **stats, **metrics,
-        "features": list(frame.features), "horizon_h": frame.horizon_h, "ttf_cap_h": frame.ttf_cap_h,
-        "data_from": str(frame.ts.min()), "data_until": str(frame.ts.max()),
-        "has_ttf": model.has_ttf, "fit_seconds": round(fit_s, 2),
-        "params": {k: v for k, v in model.get_params().items()},
-    }
-    brier, base = metrics["brier"], metrics["brier_base_rate"]
-    skilled = brier is not None and base is not None and brier < base
-    note = "" if skilled else (f"held-out Brier {brier} not better than base rate {base}; "
-                               "registered but not made live")
-    version = registry.register(kind, mode, model, summary, now=now, make_live=skilled, note=note)
-    return TrainingReport(kind=kind, mode=mode, version=version, live=skilled, summary=summary)
+    return None
 
 
 def _counts(frame: TrainingFrame) -> dict[str, Any]:
