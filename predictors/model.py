@@ -18,6 +18,10 @@
 * novelty -- ``out_of_range``: per-feature 0.5th-99.5th training percentiles widened on both sides by
   ``ood_margin`` x their spread; any value outside means the model is extrapolating.
 
+Small batches (up to ``COMPILED_MAX_ROWS`` rows: one device right after its reading) are scored by
+``predictors.compiled`` -- the same fitted trees and calibrator copied into flat numpy arrays, equal
+outputs without scikit-learn's per-call overhead; larger batches go through scikit-learn.
+
 Fitting and prediction run on ``n_threads`` OpenMP threads (default 1). On a busy host (and training
 shares the host with the service) each OpenMP parallel region waits for its slowest thread to be
 scheduled: measured on a loaded 2-core box, one-row predictions took 8 ms with two threads (up to
@@ -44,7 +48,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["FailureModeModel", "Outlook"]
+from predictors.compiled import CompiledOutlook, compile_outlook
+
+__all__ = ["COMPILED_MAX_ROWS", "FailureModeModel", "Outlook"]
+
+#: Batches up to this many rows are scored with the compiled trees (``predictors.compiled``); the
+#: library's Cython is faster on big batches.
+COMPILED_MAX_ROWS = 16
 
 
 class Outlook(NamedTuple):
@@ -189,6 +199,19 @@ class FailureModeModel(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         return validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
 
+    def _check_small(self, X: np.ndarray) -> np.ndarray:
+        """``_check`` for a small float array, without the library's fixed cost (same refusals)."""
+        check_is_fitted(self)
+        X = np.asarray(X, dtype=np.float64)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input.")
+        if X.shape[0] == 0:
+            return self._check(X)  # the library's message for an empty array
+        if np.isinf(X).any():
+            raise ValueError("Input X contains infinity or a value too large for dtype('float64').")
+        return X
+
     def predict_proba(self, X: Any) -> np.ndarray:
         """Calibrated class probabilities, columns in ``classes_`` order."""
         X = self._check(X)
@@ -197,10 +220,15 @@ class FailureModeModel(ClassifierMixin, BaseEstimator):
 
     def outlook(self, X: Any, *, top: int = 3) -> Outlook:
         """Everything scoring needs in one validated pass: see ``Outlook``."""
-        X = self._check(X)
-        with self._threads():
-            p = self.classifier_.predict_proba(X)[:, -1]
-            ttf = self._ttf(X)
+        small = isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[0] <= COMPILED_MAX_ROWS
+        X = self._check_small(X) if small else self._check(X)
+        if small:
+            p, q = self._compiled().outputs(X)
+            ttf = self._ttf_from(q) if self.ttf_models_ else np.full((X.shape[0], 3), np.nan)
+        else:
+            with self._threads():
+                p = self.classifier_.predict_proba(X)[:, -1]
+                ttf = self._ttf(X)
         idx, weight = self._explain(X, top)
         return Outlook(X=X, p_fail=p, ttf_h=ttf, top_index=idx, top_weight=weight,
                        out_of_range=self._out_of_range(X))
@@ -228,8 +256,18 @@ class FailureModeModel(ClassifierMixin, BaseEstimator):
     def _ttf(self, X: np.ndarray) -> np.ndarray:
         if not self.ttf_models_:
             return np.full((X.shape[0], 3), np.nan)
-        q = np.sort(np.column_stack([m.predict(X) for m in self.ttf_models_]), axis=1)
-        return np.clip(np.expm1(q), 0.0, self.ttf_cap_h)
+        return self._ttf_from(np.column_stack([m.predict(X) for m in self.ttf_models_]))
+
+    def _ttf_from(self, raw_quantiles: np.ndarray) -> np.ndarray:
+        return np.clip(np.expm1(np.sort(raw_quantiles, axis=1)), 0.0, self.ttf_cap_h)
+
+    def _compiled(self) -> CompiledOutlook:
+        """The fitted trees as flat arrays, built on first use (models registered before have none)."""
+        compiled = getattr(self, "_compiled_outlook", None)
+        if compiled is None or compiled[0] is not self.classifier_:
+            compiled = (self.classifier_, compile_outlook(self.classifier_, self.ttf_models_))
+            self._compiled_outlook = compiled
+        return compiled[1]
 
     def explain(self, X: Any, *, top: int = 3) -> tuple[np.ndarray, np.ndarray]:
         """Per row, the ``top`` feature indices by |weight| and their weights (index -1: none)."""

@@ -3,10 +3,17 @@
 ``score_many`` is the scale path: vectors are grouped by kind and every live model is called once per
 batch (probability, time quantiles, reasons and range check are all vectorised). ``score`` is
 ``score_many`` of one vector, so the two cannot drift apart.
+
+Which version is live is looked up in the registry at most once per ``live_cache_s`` seconds per
+(kind, mode) (monotonic process time, not event time: it only bounds how stale the cache is, like
+Feast's registry ``cache_ttl_seconds``). A database round trip per mode was most of the time of
+scoring one device after its reading; a promotion now takes effect within ``live_cache_s``. A
+missing live model is never cached, so the first model registered is used at once.
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -28,9 +35,24 @@ class Scorer:
     """Turns feature vectors into predictions with whatever model is live for each failure mode."""
 
     def __init__(self, registry: ModelRegistry, *,
-                 profiles: Mapping[str, ApplianceProfile] = PROFILES) -> None:
+                 profiles: Mapping[str, ApplianceProfile] = PROFILES,
+                 live_cache_s: float = 1.0) -> None:
         self._registry = registry
         self._profiles = profiles
+        self._live_cache_s = live_cache_s
+        self._live: dict[tuple[str, str], tuple[float, LoadedModel]] = {}
+
+    def _live_model(self, kind: str, mode: str) -> LoadedModel | None:
+        now = time.monotonic()
+        hit = self._live.get((kind, mode))
+        if hit is not None and now - hit[0] < self._live_cache_s:
+            return hit[1]
+        loaded = self._registry.live(kind, mode)
+        if loaded is None:
+            self._live.pop((kind, mode), None)
+        else:
+            self._live[(kind, mode)] = (now, loaded)
+        return loaded
 
     def score(self, vector: FeatureVector, *, now: datetime) -> list[Prediction]:
         """Predictions for every failure mode of the vector's kind that has a live model."""
@@ -56,7 +78,7 @@ class Scorer:
             profile = self._profiles[kind]
             batch = [vectors[i] for i in idx]
             for mode in profile.failure_modes:
-                loaded = self._registry.live(kind, mode.name)
+                loaded = self._live_model(kind, mode.name)
                 if loaded is None:
                     continue
                 stuck = [feature_name(m, "stuck") for m in mode.metrics]

@@ -64,3 +64,17 @@ def test_nothing_to_score_without_a_live_model_or_profile(tmp_path, trained):
     toaster = FeatureVector("t1", "toaster", vector.ts, 10, {"crumbs__last": 3.0})
     assert Scorer(trained.registry).score_many([toaster], now=vector.ts) == []
     assert Scorer(trained.registry).score_many([], now=vector.ts) == []
+
+
+def test_live_versions_are_cached_for_live_cache_s_and_a_missing_model_is_not(trained, tmp_path):
+    _, registry = new_registry(tmp_path)
+    live = trained.registry.live("air_conditioner", "filter_clogging")
+    vector = next(v for v in _vectors(trained.fleet) if v.kind == "air_conditioner")
+    cached, fresh = Scorer(registry, live_cache_s=3600.0), Scorer(registry, live_cache_s=0.0)
+    assert cached.score(vector, now=vector.ts) == []  # no model yet: nothing cached
+    registry.register("air_conditioner", "filter_clogging", live.model, dict(live.summary), now=vector.ts)
+    [first] = cached.score(vector, now=vector.ts)
+    assert first.model_version == "air_conditioner.filter_clogging.v1"
+    registry.register("air_conditioner", "filter_clogging", live.model, dict(live.summary), now=vector.ts)
+    assert cached.score(vector, now=vector.ts)[0].model_version.endswith(".v1")  # within the TTL
+    assert fresh.score(vector, now=vector.ts)[0].model_version.endswith(".v2")

@@ -1,19 +1,22 @@
 """Benchmark (not a test): frame building, training and scoring on a ~200k-reading synthetic fleet.
 
-Run: ``.venv/bin/python -m tests.predictors.bench``
+Run: ``.venv/bin/python benchmarks/training_synthetic.py`` (the fleet is ``tests/predictors/synth.py``).
 """
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from ingest.contract import PROFILES
-from ingest.features import FeatureVector
-from predictors import Scorer, build_frames, train_all
-from tests.predictors.conftest import new_registry
-from tests.predictors.synth import make_fleet
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ingest.contract import PROFILES  # noqa: E402
+from ingest.features import FeatureVector  # noqa: E402
+from predictors import Scorer, build_frames, train_all  # noqa: E402
+from tests.predictors.conftest import new_registry  # noqa: E402
+from tests.predictors.synth import make_fleet  # noqa: E402
 
 
 def main() -> None:
