@@ -62,6 +62,8 @@ def train(
     telemetry: Annotated[Path | None, typer.Option(help="Onboard from history: telemetry CSV (device_id,ts,kind,<metrics>).")] = None,
     failures: Annotated[Path | None, typer.Option(help="Failures CSV (device_id,failed_at,mode); needed with --telemetry.")] = None,
     profile: Annotated[Path | None, typer.Option(help="Profile TOML of a new kind (default: inferred from the history).")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Only check the files and print the profiles; train nothing.")] = False,
+    write_profiles: Annotated[Path | None, typer.Option(help="Write each new kind's profile here as <kind>.toml, to edit and pass back with --profile.")] = None,
     devices: Annotated[int, typer.Option(min=10, help="Devices in the simulated training fleet.")] = 300,
     days: Annotated[int, typer.Option(min=14, help="Days of simulated history.")] = 150,
     seed: Annotated[int, typer.Option(min=0)] = 1007,
@@ -75,8 +77,9 @@ def train(
     if (telemetry is None) != (failures is None):
         raise typer.BadParameter("give both --telemetry and --failures (a history needs its failures)",
                                  param_hint="--telemetry/--failures")
-    if profile is not None and telemetry is None:
-        raise typer.BadParameter("--profile goes with --telemetry and --failures", param_hint="--profile")
+    if (profile is not None or check or write_profiles is not None) and telemetry is None:
+        raise typer.BadParameter("--profile, --check and --write-profiles go with --telemetry and "
+                                 "--failures", param_hint="--profile")
     settings = _settings()
     _ensure_sqlite_dir(settings.database_url)
     engine = make_engine(settings.database_url)
@@ -87,10 +90,14 @@ def train(
         try:
             _, _, reports = train_from_files(registry, telemetry=telemetry, failures=failures,
                                              profile=profile, now=SystemClock().now(),
-                                             console=console)
+                                             console=console, check_only=check,
+                                             write_profiles=write_profiles)
         except HistoryError as exc:
             console.print(f"[red]error[/]: {exc}\nnothing was trained or registered.")
             raise typer.Exit(2) from None
+        if check:
+            console.print("the files are fine; nothing was trained (--check).")
+            return
         print_reports(reports, console=console)
         if not any(r.trained for r in reports):
             console.print("[red]no model trained[/]: nothing was registered.")

@@ -29,6 +29,7 @@ from predictors import (
     train_all,
 )
 from predictors.history import History
+from predictors.profile_file import profile_to_toml
 
 __all__ = ["SimulatedHistory", "install_profiles", "print_plan", "print_reports", "simulate_history",
            "train_from_files", "train_on_simulation"]
@@ -96,14 +97,28 @@ _BUILTIN = frozenset(PROFILES)
 
 def train_from_files(registry: ModelRegistry, *, telemetry: Path, failures: Path,
                      profile: Path | None, now: datetime, console: Console,
-                     random_state: int = 0) -> tuple[History, OnboardingPlan, list[TrainingReport]]:
-    """Check the files, print the profiles, train and register; ``HistoryError`` on bad input."""
+                     random_state: int = 0, check_only: bool = False,
+                     write_profiles: Path | None = None,
+                     ) -> tuple[History, OnboardingPlan, list[TrainingReport]]:
+    """Check the files, print the profiles, train and register; ``HistoryError`` on bad input.
+
+    ``write_profiles`` gets each new kind's profile as ``<kind>.toml`` (to edit and pass back with
+    ``--profile``); ``check_only`` stops before training (no reports).
+    """
     registered = registry.onboarded()
     with console.status("reading and checking the history files"):
         history, plan = load_history(telemetry, failures, profile_path=profile,
                                      registered=registered,
                                      builtin={k: PROFILES[k] for k in _BUILTIN})
     print_plan(history, plan, console=console)
+    if write_profiles is not None:
+        write_profiles.mkdir(parents=True, exist_ok=True)
+        for kind in sorted(plan.new_kinds):
+            path = write_profiles / f"{kind}.toml"
+            path.write_text(profile_to_toml(plan.profiles[kind]), encoding="utf-8")
+            console.print(f"profile of {kind} written to {path}")
+    if check_only:
+        return history, plan, []
     with console.status("training") as status:
         def progress(msg: str) -> None:
             status.update(msg)

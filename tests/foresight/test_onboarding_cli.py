@@ -128,3 +128,25 @@ def test_train_needs_both_files(env, files):
     result = CliRunner().invoke(app, ["train", "--telemetry", str(files.telemetry)])
     assert result.exit_code != 0
     assert "--failures" in result.output
+
+
+def test_check_writes_the_inferred_profile_and_trains_nothing(env, files, tmp_path):
+    result = CliRunner().invoke(app, ["train", "--telemetry", str(files.telemetry),
+                                      "--failures", str(files.failures), "--check",
+                                      "--write-profiles", str(tmp_path / "profiles")])
+    assert result.exit_code == 0, result.output
+    assert "nothing was trained (--check)" in result.output
+    written = tmp_path / "profiles" / "water_pump.toml"
+    text = written.read_text()
+    assert 'kind = "water_pump"' in text and "[failure_modes.bearing_wear]" in text
+    engine = make_engine(env["url"])
+    try:
+        assert ModelRegistry(engine, Path(env["models"])).versions() == []
+    finally:
+        engine.dispose()
+    # Edited and passed back, the profile is what training uses.
+    written.write_text(text.replace('action = "open_ticket"', 'action = "book_technician"\nskill = "pumps"'))
+    result = CliRunner().invoke(app, ["train", "--telemetry", str(files.telemetry),
+                                      "--failures", str(files.failures), "--profile", str(written)])
+    assert result.exit_code == 0, result.output
+    assert "book_technician" in result.output and "water_pump.bearing_wear.v1" in result.output
