@@ -9,7 +9,9 @@
 
 ``onboard`` then trains through ``train_all`` -- the same point-in-time frames, models, hold-out
 evaluation and registry as every other training -- with each device censored at its own last reading,
-and registers the new profiles with the model versions in one transaction.
+and registers the new profiles with the model versions in one transaction. Remaining-time intervals
+are conformally calibrated on held-out devices unless the profile says otherwise: a manufacturer's
+history is the first data these models see, and their intervals must mean what they say.
 """
 
 from __future__ import annotations
@@ -119,7 +121,9 @@ def onboard(history: History, plan: OnboardingPlan, *, registry: ModelRegistry, 
             [r for r in history.readings if r.kind == kind], history.failures,
             profiles={kind: onb.profile}, min_positives=onb.min_positives or 20,
             random_state=random_state, observed_until=history.observed_until,
-            ttf_cap_h=onb.ttf_cap_h or DEFAULT_TTF_CAP_H, model_params=model_params,
+            ttf_cap_h=onb.ttf_cap_h or DEFAULT_TTF_CAP_H,
+            model_params={"conformal_intervals": onb.conformal_intervals is not False,
+                          **dict(model_params or {})},
             progress=progress)
     if progress is not None:
         progress("registering")

@@ -44,16 +44,22 @@ _TOP_KEYS = {"kind", "description", "reading_interval_h", "silence_grace", "wind
 _METRIC_KEYS = {"unit", "low", "high", "description", "stuck_after"}
 _MODE_KEYS = {"description", "action", "metrics", "horizon_h", "act_before_h", "threshold",
               "homeowner_tip", "skill"}
-_TRAINING_KEYS = {"ttf_cap_h", "min_positives"}
+_TRAINING_KEYS = {"ttf_cap_h", "min_positives", "conformal_intervals"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OnboardingProfile:
-    """A profile plus how to train it: ``ttf_cap_h`` caps the remaining-time target (None: default)."""
+    """A profile plus how to train it (None: the default).
+
+    ``ttf_cap_h`` caps the remaining-time target; ``min_positives`` is the positive rows a mode needs;
+    ``conformal_intervals`` widens the remaining-time interval to its nominal coverage on held-out
+    devices (default on for onboarded kinds).
+    """
 
     profile: ApplianceProfile
     ttf_cap_h: float | None = None
     min_positives: int | None = None
+    conformal_intervals: bool | None = None
     source: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -114,11 +120,15 @@ def parse_profile_toml(text: str, *, file: str) -> OnboardingProfile:
         raise HistoryError(file, str(exc)) from None
     cap = training.get("ttf_cap_h")
     min_pos = training.get("min_positives")
+    conformal = training.get("conformal_intervals")
+    if conformal is not None and not isinstance(conformal, bool):
+        raise HistoryError(file, f"training.conformal_intervals must be true or false, got {conformal!r}")
     return OnboardingProfile(
         profile=profile, source=f"profile file {file}",
         ttf_cap_h=None if cap is None else _number(cap, file, "training.ttf_cap_h", positive=True),
         min_positives=None if min_pos is None else _integer(min_pos, file, "training.min_positives",
-                                                            low=1))
+                                                            low=1),
+        conformal_intervals=conformal)
 
 
 def profile_to_toml(onb: OnboardingProfile) -> str:
@@ -129,10 +139,10 @@ def profile_to_toml(onb: OnboardingProfile) -> str:
              f"window = {p.window}", f"baseline_readings = {p.baseline_readings}"]
     if p.models:
         lines.append("models = [" + ", ".join(_q(m) for m in p.models) + "]")
-    training = {k: v for k, v in (("ttf_cap_h", onb.ttf_cap_h), ("min_positives", onb.min_positives))
-                if v is not None}
+    training = {k: v for k, v in (("ttf_cap_h", onb.ttf_cap_h), ("min_positives", onb.min_positives),
+                                  ("conformal_intervals", onb.conformal_intervals)) if v is not None}
     if training:
-        lines += ["", "[training]", *(f"{k} = {v!r}" for k, v in training.items())]
+        lines += ["", "[training]", *(f"{k} = {json.dumps(v)}" for k, v in training.items())]
     for m in p.metrics:
         lines += ["", f"[metrics.{m.name}]", f"unit = {_q(m.unit)}", f"low = {m.low!r}",
                   f"high = {m.high!r}", f"stuck_after = {m.stuck_after}"]

@@ -68,7 +68,8 @@ class ProfileRow(Base):
 
     kind: Mapped[str] = mapped_column(String(32), primary_key=True)
     spec: Mapped[dict[str, Any]]
-    #: How its models are trained: ``ttf_cap_h``, ``min_positives`` (null: the defaults).
+    #: How its models are trained: ``ttf_cap_h``, ``min_positives``, ``conformal_intervals``
+    #: (null: the defaults).
     training: Mapped[dict[str, Any]]
     #: Where it came from: ``profile file <name>`` or ``inferred from <telemetry file>``.
     source: Mapped[str] = mapped_column(Text, default="")
@@ -158,7 +159,8 @@ class ModelRegistry:
                 for onb in profiles:
                     session.merge(ProfileRow(kind=onb.profile.kind, spec=profile_to_dict(onb.profile),
                                              training={"ttf_cap_h": onb.ttf_cap_h,
-                                                       "min_positives": onb.min_positives},
+                                                       "min_positives": onb.min_positives,
+                                                       "conformal_intervals": onb.conformal_intervals},
                                              source=onb.source, registered_at=now))
                 for c in candidates:
                     versions.append(self._register_in(session, c, now=now, written=written))
@@ -203,6 +205,7 @@ class ModelRegistry:
             return {r.kind: OnboardingProfile(
                         profile=profile_from_dict(r.spec), ttf_cap_h=r.training.get("ttf_cap_h"),
                         min_positives=r.training.get("min_positives"),
+                        conformal_intervals=r.training.get("conformal_intervals"),
                         source=f"registered {r.registered_at:%Y-%m-%d %H:%M}Z ({r.source})")
                     for r in session.scalars(select(ProfileRow).order_by(ProfileRow.kind))}
 

@@ -97,3 +97,31 @@ def test_reasons_point_at_the_degrading_metric(trained, unseen):
     top = pred.top_features[0]
     assert top.name.split("__")[0] in {"filter_dp_pa", "fan_current_a"} and top.weight > 0
     assert top.value == pytest.approx(vector.values[top.name])
+
+
+def test_conformal_intervals_cover_new_devices_as_promised():
+    """A per-unit sensor level lets boosting memorise each training device: over-confident on new ones."""
+    import numpy as np
+
+    from predictors import FailureModeModel
+
+    def devices(n, seed):
+        rng = np.random.default_rng(seed)
+        X, ttf, y, g = [], [], [], []
+        for d in range(n):
+            offset = rng.normal(0, 0.5)  # unit-to-unit variation no feature shows
+            x = rng.uniform(0, 1, (60, 3))
+            x[:, 1] = rng.uniform(0, 1) + rng.normal(0, 0.001, 60)  # the unit's own level
+            t = np.exp(1 + 4 * x[:, 0] + offset + rng.normal(0, 0.1, 60))
+            X.append(x), ttf.append(t), y.append((t < 15).astype(int)), g.append(np.full(60, d))
+        return np.vstack(X), np.concatenate(ttf), np.concatenate(y), np.concatenate(g)
+
+    X, ttf, y, g = devices(60, 0)
+    Xn, tn, _, _ = devices(40, 1)
+    cover = {}
+    for conformal in (False, True):
+        m = FailureModeModel(max_iter=40, ttf_cap_h=1e6, conformal_intervals=conformal,
+                             random_state=0).fit(X, y, ttf, groups=g)
+        q = m.predict_ttf(Xn)
+        cover[conformal] = float(np.mean((q[:, 0] <= tn) & (tn <= q[:, 2])))
+    assert cover[False] < 0.75 and cover[True] >= 0.8, cover  # nominal: 0.8

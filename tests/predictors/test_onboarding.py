@@ -249,5 +249,7 @@ def test_the_documented_profile_example_parses():
     text = (Path(__file__).parents[2] / "docs" / "onboarding.md").read_text()
     block = text.split("```toml\n", 1)[1].split("```", 1)[0]
     onb = parse_profile_toml(block, file="docs/onboarding.md")
-    assert onb.profile.kind == "water_pump" and onb.ttf_cap_h == 360
+    assert onb.profile.kind == "water_pump" and onb.ttf_cap_h == 360 and onb.conformal_intervals
+    assert parse_profile_toml(profile_to_toml(onb), file="again.toml") == \
+        type(onb)(**{**{f: getattr(onb, f) for f in onb.__dataclass_fields__}, "source": "profile file again.toml"})
     assert onb.profile.mode("bearing_wear").skill == "pumps"
