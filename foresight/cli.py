@@ -72,7 +72,8 @@ def train(
     from predictors import HistoryError
 
     from .migrate import upgrade
-    from .training import install_profiles, print_reports, train_from_files
+    from .kinds import install_profiles
+    from .training import print_reports, train_from_files
 
     if (telemetry is None) != (failures is None):
         raise typer.BadParameter("give both --telemetry and --failures (a history needs its failures)",
@@ -120,8 +121,8 @@ def predict(
     from predictors import HistoryError
 
     from .migrate import upgrade
+    from .kinds import install_profiles
     from .predicting import predict_file, write_json
-    from .training import install_profiles
 
     settings = _settings()
     _ensure_sqlite_dir(settings.database_url)

@@ -29,7 +29,7 @@ from predictors.store import PredictionStore
 from .metrics import Metrics
 from .migrate import upgrade
 from .settings import Settings
-from .training import install_profiles
+from .kinds import install_profiles
 
 __all__ = ["Runtime", "build_runtime", "score_pending"]
 

@@ -1,14 +1,12 @@
 """Wiring for `foresight train`: a simulated history, or a manufacturer's files, into the trainer.
 
-``train_from_files`` is ``foresight train --telemetry ... --failures ... [--profile ...]``;
-``install_profiles`` makes onboarded kinds known to this process (wire contract, feature store,
-scoring, policy), which ``build_runtime`` and ``foresight predict`` do from the registry.
+``train_from_files`` is ``foresight train --telemetry ... --failures ... [--profile ...]``; the
+kinds it onboards are made known to this process with ``foresight.kinds.install_profiles``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from devices_sim import Fleet
-from ingest.contract import PROFILES, ApplianceProfile, Telemetry
+from ingest.contract import PROFILES, Telemetry
 from ingest.features import Reading
 from predictors import (
     FailureLabel,
@@ -31,7 +29,9 @@ from predictors import (
 from predictors.history import History
 from predictors.profile_file import profile_to_toml
 
-__all__ = ["SimulatedHistory", "install_profiles", "print_plan", "print_reports", "simulate_history",
+from .kinds import BUILTIN_KINDS, install_profiles
+
+__all__ = ["SimulatedHistory", "print_plan", "print_reports", "simulate_history",
            "train_from_files", "train_on_simulation"]
 
 #: Training history is simulated before the demo's and tests' simulated time, never overlapping it.
@@ -76,25 +76,6 @@ def train_on_simulation(registry: ModelRegistry, *, devices: int, days: int, see
                      "failures": float(len(history.failures))}
 
 
-def install_profiles(profiles: Mapping[str, ApplianceProfile]) -> list[str]:
-    """Add onboarded profiles to this process's registry of kinds; returns the kinds added.
-
-    A kind declared in code is never replaced (the registry refuses to onboard one, so a clash means
-    a newer build declared the kind itself: the code wins).
-    """
-    added = []
-    for kind, profile in profiles.items():
-        if kind in _BUILTIN:
-            continue
-        PROFILES[kind] = profile
-        added.append(kind)
-    return added
-
-
-#: Kinds declared in code, before any onboarded profile was installed.
-_BUILTIN = frozenset(PROFILES)
-
-
 def train_from_files(registry: ModelRegistry, *, telemetry: Path, failures: Path,
                      profile: Path | None, now: datetime, console: Console,
                      random_state: int = 0, check_only: bool = False,
@@ -109,7 +90,7 @@ def train_from_files(registry: ModelRegistry, *, telemetry: Path, failures: Path
     with console.status("reading and checking the history files"):
         history, plan = load_history(telemetry, failures, profile_path=profile,
                                      registered=registered,
-                                     builtin={k: PROFILES[k] for k in _BUILTIN})
+                                     builtin={k: PROFILES[k] for k in BUILTIN_KINDS})
     print_plan(history, plan, console=console)
     if write_profiles is not None:
         write_profiles.mkdir(parents=True, exist_ok=True)
