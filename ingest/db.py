@@ -133,10 +133,10 @@ class FeatureOnlineRow(Base):
     ts: Mapped[datetime]
     n_readings: Mapped[int] = mapped_column(Integer)
     values: Mapped[dict[str, Any]]
-    baseline: Mapped[dict[str, Any]]
-    #: The device's latest ``window`` readings, ``{"items": [[ts_iso, seq, metrics], ...]}`` in
-    #: (ts, seq) order, so an in-order reading refreshes its features without reading history back.
-    recent: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: The device's latest ``window`` readings in (ts, seq) order and its baseline, packed as
+    #: columns (``ingest.window.OnlineState``), so an in-order reading refreshes its features
+    #: without reading history back. NULL: not known (the next reading reads the timeline back).
+    state: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     updated_at: Mapped[datetime]
     #: ``n_readings`` of the vector last scored; behind ``n_readings`` means a scoring is due.
     scored_n_readings: Mapped[int | None] = mapped_column(Integer, default=None)
