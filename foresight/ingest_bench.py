@@ -140,7 +140,8 @@ def _summary(results: dict[str, ScenarioResult], options: BenchOptions) -> dict[
 
 def _run_scenario(name: str, *, options: BenchOptions, cluster: Any) -> ScenarioResult:
     kind, database, workers = SCENARIOS[name]
-    drain = _phase(name, "drain", kind=kind, database=database, workers=workers, options=options, cluster=cluster)
+    drain = _phase(name, "drain", kind=kind, database=database, workers=workers, cluster=cluster,
+                   options=replace(options, rate=0.0))
     paced: dict[str, Any] | None = None
     if kind == "foresight" and workers == 1:
         rate = options.rate or max(drain["msgs_per_s"] / 2, 1.0)
@@ -177,7 +178,11 @@ def _phase(name: str, phase: str, *, kind: str, database: str, workers: int, opt
                 raise RuntimeError(f"{name} consumer did not subscribe")
         publisher, publisher_end = _spawn("publish", broker.port, options)
         try:
-            published = publisher_end.recv() if phase == "drain" else None  # the whole backlog is queued
+            published = None
+            if phase == "drain":  # the whole backlog is queued
+                if not publisher_end.poll(300):
+                    raise RuntimeError("the publisher did not get the backlog into the broker")
+                published = publisher_end.recv()
             go_at = time.time()
             for _, end in consumers:
                 end.send(go_at)

@@ -74,8 +74,8 @@ def refresh_features(conn: Connection, inserted: Sequence[Telemetry], *, now: da
         else:
             slow.append(device_id)
     if slow:
-        totals = dict(conn.execute(select(ReadingRow.device_id, func.count()).where(ReadingRow.device_id.in_(slow))
-                                   .group_by(ReadingRow.device_id)).all())
+        # Counted, not read back: retention may have rolled the device's oldest readings up.
+        totals = {d: online[d][0] + len(by_device[d]) for d in slow}
         for device_id in slow:
             oldest = min((t.ts, t.seq) for t in by_device[device_id])
             timeline = _timeline_from(conn, device_id, oldest, profiles[device_id].window)

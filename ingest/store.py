@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, update
@@ -42,6 +42,7 @@ from ingest.db import (
 )
 from ingest.features import FeatureVector, Reading
 from ingest.online import refresh_features, upsert
+from ingest.retention import DailyAggregate, RollupResult, daily_aggregates, roll_up
 from ingest.presence import Presence
 from ingest.presence import presence as presence_of
 
@@ -217,6 +218,21 @@ class IngestStore:
         """Store one message as refused, on its own (used when a message cannot be written at all)."""
         with self._engine.begin() as conn:
             conn.execute(insert(DeadLetterRow), [_dead_letter(msg, reason, detail)])
+
+    def roll_up(self, *, retention: timedelta, now: datetime | None = None) -> RollupResult:
+        """Roll readings older than ``retention`` (as of ``now``, default the clock) into daily aggregates.
+
+        ``retention`` must be at least the ``max_past`` this store accepts, so a reading that was
+        rolled up can never come back as new (``ingest.retention``).
+        """
+        if retention < self._max_past:
+            raise ValueError(f"retention {retention} is shorter than the {self._max_past} of past timestamps "
+                             "the ingester accepts: a redelivered old reading would be counted twice")
+        return roll_up(self._engine, now=now or self._clock.now(), retention=retention)
+
+    def daily_aggregates(self, device_id: str, *, since: date | None = None) -> list[DailyAggregate]:
+        """A device's readings past retention: per UTC day and metric count, min, mean and max."""
+        return daily_aggregates(self._engine, device_id, since=since)
 
     def ping(self) -> None:
         """Raise if the database cannot be reached."""
