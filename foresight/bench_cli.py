@@ -21,6 +21,7 @@ def ingest(
     seconds: Annotated[float, typer.Option(min=1.0, help="Stop measuring a phase after this long.")] = 60.0,
     rate: Annotated[float, typer.Option(min=0.0, help="Paced phase rate in msgs/s (0: half the drain rate).")] = 0.0,
     paced_seconds: Annotated[float, typer.Option(min=1.0, help="Length of the paced (latency) phase.")] = 15.0,
+    soak_seconds: Annotated[float, typer.Option(min=0.0, help="Memory soak after the scenarios (0: none).")] = 0.0,
     scenario: Annotated[list[str] | None, typer.Option(
         help="Run only these scenarios: raw, naive, sqlite, postgres, postgres_2_workers (repeatable).")] = None,
 ) -> None:
@@ -35,7 +36,8 @@ def ingest(
         raise typer.BadParameter(f"unknown {unknown}; choose from {list(SCENARIOS)}", param_hint="--scenario")
     try:
         figures = run_ingest_bench(BenchOptions(devices=devices, messages=messages, seconds=seconds, rate=rate,
-                                                paced_seconds=paced_seconds, scenarios=chosen), log=typer.echo)
+                                                paced_seconds=paced_seconds, scenarios=chosen,
+                                                soak_seconds=soak_seconds), log=typer.echo)
     except (MosquittoNotInstalled, PostgresNotInstalled) as exc:
         raise typer.BadParameter(str(exc)) from exc
     text = json.dumps(figures, indent=2)

@@ -30,7 +30,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
@@ -65,6 +66,8 @@ class BenchOptions:
     seed: int = 1
     #: Scenarios to run, in order (default: all).
     scenarios: tuple[str, ...] = tuple(SCENARIOS)
+    #: Seconds of the memory soak (Foresight on SQLite, paced, RSS sampled every 5 s); 0: none.
+    soak_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +106,30 @@ def run_ingest_bench(options: BenchOptions, *, log: Callable[[str], None] = prin
                        if r.p50_ms is not None and r.paced_rate else "")
             log(f"{name:>18}: {r.processed:,}/{r.published:,} msgs drained in {r.elapsed_s:.1f} s = "
                 f"{r.msgs_per_s:,.0f} msgs/s{latency}, peak RSS {r.peak_rss_mb:.0f} MB")
+        soak = _soak(options, results, log=log) if options.soak_seconds > 0 else None
     finally:
         if cluster is not None:
             cluster.close()
-    return _summary(results, options)
+    return _summary(results, options) | {"soak": soak}
+
+
+def _soak(options: BenchOptions, results: dict[str, ScenarioResult], *, log: Callable[[str], None]) -> dict[str, Any]:
+    """Foresight on SQLite at a steady rate for ``soak_seconds``: is its memory flat?"""
+    rate = options.rate or (results["sqlite"].msgs_per_s / 2 if "sqlite" in results else 1000.0)
+    count = int(rate * options.soak_seconds)
+    figures = _phase("soak", "paced", kind="foresight", database="sqlite", workers=1, cluster=None,
+                     options=replace(options, messages=count, rate=rate, seconds=options.soak_seconds + 30))
+    samples = figures["rss_samples"]
+    minute = [mb for t, mb in samples if t <= 60] or [samples[0][1]]
+    last = [mb for t, mb in samples if t >= samples[-1][0] - 60] or [samples[-1][1]]
+    out = {"rate": round(rate, 1), "seconds": options.soak_seconds, "processed": figures["processed"],
+           "rss_mb_first_minute_max": round(max(minute), 1), "rss_mb_last_minute_max": round(max(last), 1),
+           "p99_ms": _hist_quantile(figures["latency_ms"], 0.99),
+           "rss_mb_samples": [(round(t), round(mb, 1)) for t, mb in samples]}
+    log(f"{'soak':>18}: {figures['processed']:,} msgs at {rate:,.0f} msgs/s over {options.soak_seconds:.0f} s, "
+        f"RSS max {out['rss_mb_first_minute_max']} MB in the first minute, "
+        f"{out['rss_mb_last_minute_max']} MB in the last; p99 {out['p99_ms']} ms")
+    return out
 
 
 def _summary(results: dict[str, ScenarioResult], options: BenchOptions) -> dict[str, Any]:
@@ -148,12 +171,11 @@ def _run_scenario(name: str, *, options: BenchOptions, cluster: Any) -> Scenario
         count = max(1, min(options.messages, int(rate * options.paced_seconds)))
         paced = _phase(name, "paced", kind=kind, database=database, workers=1, cluster=cluster,
                        options=replace(options, messages=count, rate=rate))
-    lat = sorted(paced["latencies_s"] if paced else drain["latencies_s"] if kind != "raw" else [])
+    lat = paced["latency_ms"] if paced else drain["latency_ms"]
     return ScenarioResult(
         name=name, published=drain["published"], processed=drain["processed"], elapsed_s=drain["elapsed_s"],
         msgs_per_s=drain["msgs_per_s"],
-        p50_ms=round(_quantile(lat, 0.50) * 1000, 1) if lat else None,
-        p99_ms=round(_quantile(lat, 0.99) * 1000, 1) if lat else None,
+        p50_ms=_hist_quantile(lat, 0.50), p99_ms=_hist_quantile(lat, 0.99),
         peak_rss_mb=round(max(drain["peak_rss_kb"], paced["peak_rss_kb"] if paced else 0) / 1024, 1),
         paced_rate=round(paced["rate"], 1) if paced else None,
         paced_processed=paced["processed"] if paced else None)
@@ -169,7 +191,12 @@ def _phase(name: str, phase: str, *, kind: str, database: str, workers: int, opt
     workdir = Path(tempfile.mkdtemp(prefix=f"foresight-bench-{name}-"))
     url = None
     if database == "postgres":
+        from ingest.db import create_schema, make_engine
+
         url = cluster.create_database(f"bench_{name}_{phase}_{time.monotonic_ns()}")
+        engine = make_engine(url)
+        create_schema(engine)  # here, not in each worker: two CREATE TABLEs at once collide
+        engine.dispose()
     consumers = [_spawn("consume", kind, broker.port, str(workdir), url, options, i, workers > 1, phase)
                  for i in range(workers)]
     try:
@@ -206,7 +233,8 @@ def _phase(name: str, phase: str, *, kind: str, database: str, workers: int, opt
     processed = sum(r["processed"] for r in reports)
     return {"published": published, "processed": processed, "elapsed_s": round(elapsed, 2),
             "msgs_per_s": round(processed / elapsed, 1), "rate": options.rate,
-            "latencies_s": [x for r in reports for x in r["latencies_s"]],
+            "latency_ms": sum((Counter(r["latency_ms"]) for r in reports), Counter()),
+            "rss_samples": reports[0]["rss_samples"],
             "peak_rss_kb": max(r["peak_rss_kb"] for r in reports),
             "per_worker": [r["processed"] for r in reports]}
 
@@ -237,9 +265,17 @@ def _child_main(role: str, fd: str) -> None:
     {"publish": _publish, "consume": _consume}[role](*args, conn)
 
 
-def _quantile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank quantile of an already sorted, non-empty list."""
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+def _hist_quantile(counts: Counter[int], q: float) -> float | None:
+    """Nearest-rank quantile of a ``{milliseconds: count}`` histogram; None when empty."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    rank, seen = min(total - 1, int(q * total)), 0
+    for ms in sorted(counts):
+        seen += counts[ms]
+        if seen > rank:
+            return float(ms)
+    return float(max(counts))
 
 
 # -- publisher process ------------------------------------------------------------------------------
@@ -267,13 +303,17 @@ def _publish(port: int, options: BenchOptions, conn: Connection) -> None:
     # Encoded before the clock starts, with a placeholder timestamp of the same length that is
     # replaced by the publish time: the publisher's speed is then the client's, not json.dumps'.
     placeholder = format_ts(datetime(2000, 1, 1, tzinfo=UTC)).encode()
-    messages = []
-    for n in range(options.messages):
-        device_id, topic, kind, base = fleet[n % options.devices]
-        metrics = {k: round(v * rng.uniform(0.98, 1.02), 2) for k, v in base.items()}
-        messages.append((topic, encode_telemetry(Telemetry(
-            device_id=device_id, kind=kind, model="BENCH-1", firmware="1.0.0", seq=n // options.devices,
-            ts=datetime(2000, 1, 1, tzinfo=UTC), metrics=metrics))))
+
+    def generate() -> Iterator[tuple[str, bytes]]:
+        for n in range(options.messages):
+            device_id, topic, kind, base = fleet[n % options.devices]
+            metrics = {k: round(v * rng.uniform(0.98, 1.02), 2) for k, v in base.items()}
+            yield topic, encode_telemetry(Telemetry(
+                device_id=device_id, kind=kind, model="BENCH-1", firmware="1.0.0", seq=n // options.devices,
+                ts=datetime(2000, 1, 1, tzinfo=UTC), metrics=metrics))
+
+    # Encoded before the clock starts, except for a soak's millions, encoded as they go.
+    messages = generate() if options.messages > 200_000 else list(generate())
     acked = 0
     window = threading.Condition()
 
@@ -287,9 +327,11 @@ def _publish(port: int, options: BenchOptions, conn: Connection) -> None:
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-publisher",
                          protocol=mqtt.MQTTv311)
     paced = options.rate > 0
-    # Draining, the publisher only has to get the backlog into the broker: a wide window and
-    # paho's own queue. Paced, a message must leave when it is stamped, not wait in paho's queue.
-    client.max_inflight_messages_set(_PUBLISH_WINDOW if paced else 20_000)
+    # Our own window in front of paho's: paho rescans its whole outgoing queue on every PUBACK, so
+    # a backlog left in its queue publishes in quadratic time; and paced, a message must leave
+    # when it is stamped, not wait there.
+    window_size = _PUBLISH_WINDOW if paced else 2_000
+    client.max_inflight_messages_set(window_size)
     client.on_publish = on_publish
     client.connect("127.0.0.1", port)
     client.loop_start()
@@ -301,10 +343,9 @@ def _publish(port: int, options: BenchOptions, conn: Connection) -> None:
     for n, (topic, template) in enumerate(messages):
         if stop.is_set():
             break
-        if paced:
-            with window:
-                while n - acked >= _PUBLISH_WINDOW and not stop.is_set():
-                    window.wait(0.1)
+        with window:
+            while n - acked >= window_size and not stop.is_set():
+                window.wait(0.1)
         payload = template.replace(placeholder, format_ts(datetime.now(UTC)).encode(), 1)
         client.publish(topic, payload, qos=1)
         if interval:
@@ -314,7 +355,7 @@ def _publish(port: int, options: BenchOptions, conn: Connection) -> None:
     if not paced:  # report once the broker holds the whole backlog
         with window:
             deadline = time.time() + 120
-            while acked < len(messages) and time.time() < deadline:
+            while acked < options.messages and time.time() < deadline:
                 window.wait(0.5)
         conn.send(acked)
         conn.recv()
@@ -336,7 +377,7 @@ def _consume(kind: str, port: int, workdir: str, database_url: str | None, optio
     Runs until every message is processed, ``seconds`` passed, or (several workers) nothing arrived
     for two seconds after the first; reports over ``conn``.
     """
-    from .ingest_bench_consumers import make_consumer, peak_rss_kb
+    from .ingest_bench_consumers import make_consumer, peak_rss_kb, rss_mb
 
     consumer = make_consumer(kind, port=port, workdir=Path(workdir), database_url=database_url,
                              batch_size=options.batch_size, worker=worker, shared=shared)
@@ -350,15 +391,19 @@ def _consume(kind: str, port: int, workdir: str, database_url: str | None, optio
         consumer.connect()
     deadline = started_at + options.seconds
     last_change, seen = time.time(), 0
+    samples, next_sample = [], started_at
     while consumer.processed < options.messages and time.time() < deadline:
         time.sleep(0.01)
+        if time.time() >= next_sample:
+            samples.append((time.time() - started_at, rss_mb()))
+            next_sample += 5.0
         if consumer.processed != seen:
             last_change, seen = time.time(), consumer.processed
         elif shared and seen and time.time() - last_change > 2.0:
             break
     conn.send({"processed": consumer.processed, "started_at": started_at,
-               "last_at": consumer.last_at or time.time(), "latencies_s": list(consumer.latencies_s),
-               "peak_rss_kb": peak_rss_kb()})
+               "last_at": consumer.last_at or time.time(), "latency_ms": dict(consumer.latency_ms),
+               "peak_rss_kb": peak_rss_kb(), "rss_samples": samples + [(time.time() - started_at, rss_mb())]})
     conn.close()
     os._exit(0)  # no orderly drain: what is still queued is not part of the measurement
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import resource
+from collections import Counter
 import threading
 import time
 from datetime import datetime
@@ -24,13 +25,14 @@ from typing import Any, Protocol
 from sqlalchemy import JSON, DateTime, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Consumer", "make_consumer", "peak_rss_kb"]
+__all__ = ["Consumer", "make_consumer", "peak_rss_kb", "rss_mb"]
 
 
 class Consumer(Protocol):
     processed: int
     last_at: float | None
-    latencies_s: list[float]
+    #: Publish-to-commit latency histogram in whole milliseconds (bounded memory over a soak).
+    latency_ms: Counter[int]
 
     def connect(self) -> None: ...
 
@@ -46,6 +48,14 @@ def make_consumer(kind: str, *, port: int, workdir: Path, database_url: str | No
         return _NaiveConsumer(port=port, workdir=workdir)
     return _ForesightConsumer(port=port, database_url=database_url or f"sqlite:///{workdir / 'foresight.db'}",
                               batch_size=batch_size, worker=worker, shared=shared)
+
+
+def rss_mb() -> float:
+    """This process's resident set now (VmRSS), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def peak_rss_kb() -> int:
@@ -78,7 +88,7 @@ class _PahoConsumer:
         self.port = port
         self.processed = 0
         self.last_at: float | None = None
-        self.latencies_s: list[float] = []
+        self.latency_ms: Counter[int] = Counter()
         self._client: Any = None
 
     def connect(self) -> None:
@@ -88,7 +98,16 @@ class _PahoConsumer:
         subscribed = threading.Event()
         client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"bench-{type(self).__name__}",
                              clean_session=False, protocol=mqtt.MQTTv311)
-        client.on_connect = lambda c, *_: c.subscribe("appliances/+/telemetry", qos=1)
+
+        def on_connect(c: Any, userdata: object, flags: Any, *_: object) -> None:
+            # Back for the backlog, the session (and its subscription) is there: the backlog comes
+            # first and a naive consumer would take longer than any SUBACK wait to get through it.
+            if flags.session_present:
+                subscribed.set()
+            else:
+                c.subscribe("appliances/+/telemetry", qos=1)
+
+        client.on_connect = on_connect
         client.on_subscribe = lambda *_: subscribed.set()
         client.on_message = lambda c, u, msg: self.handle(msg.payload)
         client.connect("127.0.0.1", self.port)
@@ -130,7 +149,7 @@ class _NaiveConsumer(_PahoConsumer):
                                         metrics=body["metrics"]))
         self._session.commit()
         now = time.time()
-        self.latencies_s.append(now - ts.timestamp())
+        self.latency_ms[int((now - ts.timestamp()) * 1000)] += 1
         self.processed += 1
         self.last_at = now
 
@@ -145,7 +164,7 @@ class _ForesightConsumer:
 
         self.processed = 0
         self.last_at: float | None = None
-        self.latencies_s: list[float] = []
+        self.latency_ms: Counter[int] = Counter()
         self._engine = make_engine(database_url)
         create_schema(self._engine)
         self._clock = SystemClock()
@@ -154,7 +173,7 @@ class _ForesightConsumer:
         self._ingester: Any = None
 
     def _on_batch(self, result: Any) -> None:
-        self.latencies_s.extend(result.lags_s)
+        self.latency_ms.update(int(lag * 1000) for lag in result.lags_s)
         self.processed += result.accepted + result.duplicates + result.rejected
         self.last_at = time.time()
 
