@@ -17,19 +17,29 @@ bench_app = typer.Typer(help="Benchmarks: measure and print figures.", no_args_i
 def ingest(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the figures here as JSON.")] = None,
     devices: Annotated[int, typer.Option(min=1, help="Distinct device ids the publisher cycles through.")] = 10_000,
-    messages: Annotated[int, typer.Option(min=1, help="Telemetry messages published per scenario.")] = 40_000,
-    seconds: Annotated[float, typer.Option(min=1.0, help="Stop measuring a scenario after this long.")] = 25.0,
-    rate: Annotated[float, typer.Option(min=0.0, help="Publish rate in msgs/s (0: as fast as possible).")] = 0.0,
+    messages: Annotated[int, typer.Option(min=1, help="Telemetry messages in each scenario's backlog.")] = 40_000,
+    seconds: Annotated[float, typer.Option(min=1.0, help="Stop measuring a phase after this long.")] = 60.0,
+    rate: Annotated[float, typer.Option(min=0.0, help="Paced phase rate in msgs/s (0: half the drain rate).")] = 0.0,
+    paced_seconds: Annotated[float, typer.Option(min=1.0, help="Length of the paced (latency) phase.")] = 15.0,
+    soak_seconds: Annotated[float, typer.Option(min=0.0, help="Memory soak after the scenarios (0: none).")] = 0.0,
+    scenario: Annotated[list[str] | None, typer.Option(
+        help="Run only these scenarios: raw, naive, sqlite, postgres, postgres_2_workers (repeatable).")] = None,
 ) -> None:
-    """Raw paho vs naive ORM vs Foresight's ingest path, on a private Mosquitto, side by side."""
-    from .ingest_bench import BenchOptions, run_ingest_bench
+    """Raw paho vs naive ORM vs Foresight's ingest path (SQLite, PostgreSQL, two workers), side by side."""
+    from .ingest_bench import SCENARIOS, BenchOptions, run_ingest_bench
     from .mosquitto import MosquittoNotInstalled
+    from .postgres_cluster import PostgresNotInstalled
 
+    chosen = tuple(scenario or SCENARIOS)
+    unknown = sorted(set(chosen) - set(SCENARIOS))
+    if unknown:
+        raise typer.BadParameter(f"unknown {unknown}; choose from {list(SCENARIOS)}", param_hint="--scenario")
     try:
-        figures = run_ingest_bench(BenchOptions(devices=devices, messages=messages, seconds=seconds, rate=rate),
-                                   log=typer.echo)
-    except MosquittoNotInstalled as exc:
-        raise typer.BadParameter(str(exc), param_hint="mosquitto") from exc
+        figures = run_ingest_bench(BenchOptions(devices=devices, messages=messages, seconds=seconds, rate=rate,
+                                                paced_seconds=paced_seconds, scenarios=chosen,
+                                                soak_seconds=soak_seconds), log=typer.echo)
+    except (MosquittoNotInstalled, PostgresNotInstalled) as exc:
+        raise typer.BadParameter(str(exc)) from exc
     text = json.dumps(figures, indent=2)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,28 +1,28 @@
-"""Ingest benchmark: one Mosquitto, one publisher process, three consumers measured side by side.
+"""Ingest benchmark: one Mosquitto, one publisher process, consumers measured side by side in one run.
 
-Each scenario gets a fresh Mosquitto on a free loopback port and a fresh SQLite file. A publisher
-process sends realistic QoS 1 telemetry (``encode_telemetry``, one topic per device, the publish
-wall time as the reading's ``ts``) as fast as it can (or at ``rate``), while one consumer process
-takes it in:
+Each scenario gets a fresh Mosquitto on a free loopback port and a fresh database. Two phases:
 
-- ``raw``: a paho subscriber that only counts (the ceiling of this machine's broker + Python client);
-- ``naive``: what a first version would do: ``json.loads``, ORM ``session.add`` and ``commit`` per
-  message in ``on_message``, SQLAlchemy and SQLite defaults;
-- ``sqlite``: Foresight's path: ``Ingester`` + ``IngestStore`` (validate, dedupe, one transaction per
-  batch, features, ack after commit) on SQLite in WAL mode.
+- **drain** (throughput): the consumer subscribes with a persistent session and goes away; a
+  publisher process sends the whole backlog (realistic QoS 1 telemetry, ``encode_telemetry``, one
+  topic per device) and the broker queues it; the consumer comes back and drains it. Throughput is
+  messages processed over the time from its reconnect to the last one processed, so it is the
+  consumer's rate, not the publisher's.
+- **paced** (latency, Foresight only): a fresh database, the consumer connected, the publisher
+  sending at half the drain rate just measured, the publish wall time as each reading's ``ts``;
+  latency is publish to commit (millisecond precision).
 
-Throughput is messages processed over the time from the first publish to the last processed message;
-latency is publish (``ts``, millisecond precision) to commit; peak RSS is the consumer process's.
+Consumers (``foresight.ingest_bench_consumers``): ``raw`` (paho, only counts), ``naive`` (ORM add +
+commit per message), ``sqlite`` and ``postgres`` (Foresight's path), ``postgres_2_workers`` (two
+Foresight processes on one PostgreSQL, MQTT 5 shared subscription). Peak RSS is each consumer
+process's own. PostgreSQL runs in a throwaway cluster with durable commits (PostgreSQL defaults).
 Run with ``foresight bench ingest --json PATH``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import random
-import resource
 import shutil
 import socket
 import subprocess
@@ -30,33 +30,44 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Integer, String
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
 __all__ = ["BenchOptions", "ScenarioResult", "run_ingest_bench"]
 
-SCENARIOS: tuple[str, ...] = ("raw", "naive", "sqlite")
+#: name -> (consumer kind, database, workers)
+SCENARIOS: dict[str, tuple[str, str, int]] = {
+    "raw": ("raw", "none", 1),
+    "naive": ("naive", "sqlite", 1),
+    "sqlite": ("foresight", "sqlite", 1),
+    "postgres": ("foresight", "postgres", 1),
+    "postgres_2_workers": ("foresight", "postgres", 2),
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BenchOptions:
-    """What to publish and how long each scenario may run."""
+    """What to publish and how long each phase may run."""
 
     devices: int = 10_000
     messages: int = 40_000
-    #: Per scenario: stop measuring after this many seconds even if not every message arrived.
-    seconds: float = 25.0
-    #: Messages per second the publisher aims for; 0 publishes as fast as it can.
+    #: Per phase: stop measuring after this many seconds even if not every message arrived.
+    seconds: float = 60.0
+    #: Messages per second of the paced (latency) phase; 0: half the scenario's drain rate.
     rate: float = 0.0
+    #: Seconds of the paced phase (its message count is ``rate * paced_seconds``).
+    paced_seconds: float = 15.0
     batch_size: int = 500
     seed: int = 1
+    #: Scenarios to run, in order (default: all).
+    scenarios: tuple[str, ...] = tuple(SCENARIOS)
+    #: Seconds of the memory soak (Foresight on SQLite, paced, RSS sampled every 5 s); 0: none.
+    soak_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,66 +82,162 @@ class ScenarioResult:
     p50_ms: float | None
     p99_ms: float | None
     peak_rss_mb: float
+    #: The paced phase's publish rate (msgs/s), when there was one.
+    paced_rate: float | None = None
+    paced_processed: int | None = None
 
 
 def run_ingest_bench(options: BenchOptions, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every scenario and return the figures (the ``--json`` document)."""
-    from .mosquitto import Mosquitto
-
+    unknown = set(options.scenarios) - set(SCENARIOS)
+    if unknown:
+        raise ValueError(f"unknown scenario(s) {sorted(unknown)}; known: {list(SCENARIOS)}")
     results: dict[str, ScenarioResult] = {}
-    for name in SCENARIOS:
-        broker = Mosquitto.start_new(max_inflight_messages=5_000, max_queued_messages=1_000_000,
-                                     extra_config=["max_queued_bytes 0"])
-        workdir = Path(tempfile.mkdtemp(prefix=f"foresight-bench-{name}-"))
-        try:
-            results[name] = _run_scenario(name, port=broker.port, workdir=workdir, options=options)
-        finally:
-            broker.close()
-            shutil.rmtree(workdir, ignore_errors=True)
-        r = results[name]
-        latency = f", p50 {r.p50_ms:.0f} ms, p99 {r.p99_ms:.0f} ms" if r.p50_ms is not None else ""
-        log(f"{name:>6}: {r.processed:,}/{r.published:,} msgs in {r.elapsed_s:.1f} s = {r.msgs_per_s:,.0f} msgs/s"
-            f"{latency}, peak RSS {r.peak_rss_mb:.0f} MB")
-    raw, naive, full = results["raw"], results["naive"], results["sqlite"]
+    cluster = None
+    try:
+        if any(SCENARIOS[n][1] == "postgres" for n in options.scenarios):
+            from .postgres_cluster import PostgresCluster
+
+            cluster = PostgresCluster.start_new()
+        for name in options.scenarios:
+            results[name] = _run_scenario(name, options=options, cluster=cluster)
+            r = results[name]
+            latency = (f"; paced at {r.paced_rate:,.0f} msgs/s: p50 {r.p50_ms:.0f} ms, p99 {r.p99_ms:.0f} ms"
+                       if r.p50_ms is not None and r.paced_rate else "")
+            log(f"{name:>18}: {r.processed:,}/{r.published:,} msgs drained in {r.elapsed_s:.1f} s = "
+                f"{r.msgs_per_s:,.0f} msgs/s{latency}, peak RSS {r.peak_rss_mb:.0f} MB")
+        soak = _soak(options, results, log=log) if options.soak_seconds > 0 else None
+    finally:
+        if cluster is not None:
+            cluster.close()
+    return _summary(results, options) | {"soak": soak}
+
+
+def _soak(options: BenchOptions, results: dict[str, ScenarioResult], *, log: Callable[[str], None]) -> dict[str, Any]:
+    """Foresight on SQLite at a steady rate for ``soak_seconds``: is its memory flat?"""
+    rate = options.rate or (results["sqlite"].msgs_per_s / 2 if "sqlite" in results else 1000.0)
+    count = int(rate * options.soak_seconds)
+    figures = _phase("soak", "paced", kind="foresight", database="sqlite", workers=1, cluster=None,
+                     options=replace(options, messages=count, rate=rate, seconds=options.soak_seconds + 30))
+    samples = figures["rss_samples"]
+    minute = [mb for t, mb in samples if t <= 60] or [samples[0][1]]
+    last = [mb for t, mb in samples if t >= samples[-1][0] - 60] or [samples[-1][1]]
+    out = {"rate": round(rate, 1), "seconds": options.soak_seconds, "processed": figures["processed"],
+           "rss_mb_first_minute_max": round(max(minute), 1), "rss_mb_last_minute_max": round(max(last), 1),
+           "p99_ms": _hist_quantile(figures["latency_ms"], 0.99),
+           "rss_mb_samples": [(round(t), round(mb, 1)) for t, mb in samples]}
+    log(f"{'soak':>18}: {figures['processed']:,} msgs at {rate:,.0f} msgs/s over {options.soak_seconds:.0f} s, "
+        f"RSS max {out['rss_mb_first_minute_max']} MB in the first minute, "
+        f"{out['rss_mb_last_minute_max']} MB in the last; p99 {out['p99_ms']} ms")
+    return out
+
+
+def _summary(results: dict[str, ScenarioResult], options: BenchOptions) -> dict[str, Any]:
+    def obj(name: str) -> dict[str, Any] | None:
+        r = results.get(name)
+        return None if r is None else {"msgs_per_s": r.msgs_per_s, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
+                                       "peak_rss_mb": r.peak_rss_mb, "paced_rate": r.paced_rate}
+
+    def rate(name: str) -> float | None:
+        return results[name].msgs_per_s if name in results else None
+
+    def ratio(a: str, b: str) -> float | None:
+        x, y = rate(a), rate(b)
+        return round(x / y, 3) if x is not None and y else None
+
     return {
-        "raw_msgs_per_s": round(raw.msgs_per_s, 1),
-        "naive_msgs_per_s": round(naive.msgs_per_s, 1),
-        "sqlite": {"msgs_per_s": round(full.msgs_per_s, 1), "p50_ms": full.p50_ms, "p99_ms": full.p99_ms,
-                   "peak_rss_mb": full.peak_rss_mb},
-        "postgres": None,
-        "sqlite_vs_raw": round(full.msgs_per_s / raw.msgs_per_s, 3) if raw.msgs_per_s else None,
+        "raw_msgs_per_s": rate("raw"),
+        "naive_msgs_per_s": rate("naive"),
+        "sqlite": obj("sqlite"),
+        "postgres": obj("postgres"),
+        "postgres_2_workers": obj("postgres_2_workers"),
+        "sqlite_vs_raw": ratio("sqlite", "raw"),
+        "sqlite_vs_naive": ratio("sqlite", "naive"),
+        "postgres_2_workers_vs_1": ratio("postgres_2_workers", "postgres"),
         "scenarios": {n: asdict(r) for n, r in results.items()},
         "options": asdict(options),
-        "machine": {"cpus": os.cpu_count(), "at": datetime.now(UTC).isoformat(timespec="seconds")},
+        "machine": {"cpus": os.cpu_count(), "load_1m": round(os.getloadavg()[0], 2),
+                    "at": datetime.now(UTC).isoformat(timespec="seconds")},
     }
 
 
-def _run_scenario(name: str, *, port: int, workdir: Path, options: BenchOptions) -> ScenarioResult:
-    consumer, consumer_end = _spawn("consume", name, port, str(workdir), options)
+def _run_scenario(name: str, *, options: BenchOptions, cluster: Any) -> ScenarioResult:
+    kind, database, workers = SCENARIOS[name]
+    drain = _phase(name, "drain", kind=kind, database=database, workers=workers, cluster=cluster,
+                   options=replace(options, rate=0.0))
+    paced: dict[str, Any] | None = None
+    if kind == "foresight" and workers == 1:
+        rate = options.rate or max(drain["msgs_per_s"] / 2, 1.0)
+        count = max(1, min(options.messages, int(rate * options.paced_seconds)))
+        paced = _phase(name, "paced", kind=kind, database=database, workers=1, cluster=cluster,
+                       options=replace(options, messages=count, rate=rate))
+    # Draining a backlog, latency is time spent queued: only the paced phase measures it.
+    lat = paced["latency_ms"] if paced else Counter()
+    return ScenarioResult(
+        name=name, published=drain["published"], processed=drain["processed"], elapsed_s=drain["elapsed_s"],
+        msgs_per_s=drain["msgs_per_s"],
+        p50_ms=_hist_quantile(lat, 0.50), p99_ms=_hist_quantile(lat, 0.99),
+        peak_rss_mb=round(max(drain["peak_rss_kb"], paced["peak_rss_kb"] if paced else 0) / 1024, 1),
+        paced_rate=round(paced["rate"], 1) if paced else None,
+        paced_processed=paced["processed"] if paced else None)
+
+
+def _phase(name: str, phase: str, *, kind: str, database: str, workers: int, options: BenchOptions,
+           cluster: Any) -> dict[str, Any]:
+    """One phase of one scenario on a fresh broker and database; its raw figures."""
+    from .mosquitto import Mosquitto
+
+    broker = Mosquitto.start_new(max_inflight_messages=5_000, max_queued_messages=10_000_000,
+                                 extra_config=["max_queued_bytes 0"])
+    workdir = Path(tempfile.mkdtemp(prefix=f"foresight-bench-{name}-"))
+    url = None
+    if database == "postgres":
+        from ingest.db import create_schema, make_engine
+
+        url = cluster.create_database(f"bench_{name}_{phase}_{time.monotonic_ns()}")
+        engine = make_engine(url)
+        create_schema(engine)  # here, not in each worker: two CREATE TABLEs at once collide
+        engine.dispose()
+    consumers = [_spawn("consume", kind, broker.port, str(workdir), url, options, i, workers > 1, phase)
+                 for i in range(workers)]
     try:
-        if not consumer_end.poll(60) or consumer_end.recv() != "ready":
-            raise RuntimeError(f"{name} consumer did not subscribe")
-        publisher, publisher_end = _spawn("publish", port, options)
+        for _, end in consumers:
+            if not end.poll(120) or end.recv() != "ready":
+                raise RuntimeError(f"{name} consumer did not subscribe")
+        publisher, publisher_end = _spawn("publish", broker.port, options)
         try:
-            started_at = publisher_end.recv()  # wall time of the first publish
-            consumer_end.send(started_at)
-            if not consumer_end.poll(options.seconds + 120):
-                raise RuntimeError(f"{name} consumer did not report")
-            report: dict[str, Any] = consumer_end.recv()
+            published = None
+            if phase == "drain":  # the whole backlog is queued
+                if not publisher_end.poll(300):
+                    raise RuntimeError("the publisher did not get the backlog into the broker")
+                published = publisher_end.recv()
+            go_at = time.time()
+            for _, end in consumers:
+                end.send(go_at)
+            reports = []
+            for _, end in consumers:
+                if not end.poll(options.seconds + 120):
+                    raise RuntimeError(f"{name} consumer did not report")
+                reports.append(end.recv())
             publisher_end.send("stop")
-            published = publisher_end.recv() if publisher_end.poll(30) else -1
+            if published is None:
+                published = publisher_end.recv() if publisher_end.poll(30) else -1
         finally:
             _reap(publisher)
     finally:
-        _reap(consumer)
-    elapsed = max(report["last_at"] - started_at, 1e-9)
-    lat = sorted(report["latencies_s"])
-    return ScenarioResult(
-        name=name, published=published, processed=report["processed"], elapsed_s=round(elapsed, 2),
-        msgs_per_s=round(report["processed"] / elapsed, 1),
-        p50_ms=round(_quantile(lat, 0.50) * 1000, 1) if lat else None,
-        p99_ms=round(_quantile(lat, 0.99) * 1000, 1) if lat else None,
-        peak_rss_mb=round(report["peak_rss_kb"] / 1024, 1))
+        for proc, _ in consumers:
+            _reap(proc)
+        broker.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    started = reports[0]["started_at"] if phase == "paced" else go_at
+    elapsed = max(max(r["last_at"] for r in reports) - started, 1e-9)
+    processed = sum(r["processed"] for r in reports)
+    return {"published": published, "processed": processed, "elapsed_s": round(elapsed, 2),
+            "msgs_per_s": round(processed / elapsed, 1), "rate": options.rate,
+            "latency_ms": sum((Counter(r["latency_ms"]) for r in reports), Counter()),
+            "rss_samples": reports[0]["rss_samples"],
+            "peak_rss_kb": max(r["peak_rss_kb"] for r in reports),
+            "per_worker": [r["processed"] for r in reports]}
 
 
 def _spawn(role: str, *args: Any) -> tuple[subprocess.Popen[bytes], Connection]:
@@ -159,9 +266,17 @@ def _child_main(role: str, fd: str) -> None:
     {"publish": _publish, "consume": _consume}[role](*args, conn)
 
 
-def _quantile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank quantile of an already sorted, non-empty list."""
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+def _hist_quantile(counts: Counter[int], q: float) -> float | None:
+    """Nearest-rank quantile of a ``{milliseconds: count}`` histogram; None when empty."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    rank, seen = min(total - 1, int(q * total)), 0
+    for ms in sorted(counts):
+        seen += counts[ms]
+        if seen > rank:
+            return float(ms)
+    return float(max(counts))
 
 
 # -- publisher process ------------------------------------------------------------------------------
@@ -189,13 +304,17 @@ def _publish(port: int, options: BenchOptions, conn: Connection) -> None:
     # Encoded before the clock starts, with a placeholder timestamp of the same length that is
     # replaced by the publish time: the publisher's speed is then the client's, not json.dumps'.
     placeholder = format_ts(datetime(2000, 1, 1, tzinfo=UTC)).encode()
-    messages = []
-    for n in range(options.messages):
-        device_id, topic, kind, base = fleet[n % options.devices]
-        metrics = {k: round(v * rng.uniform(0.98, 1.02), 2) for k, v in base.items()}
-        messages.append((topic, encode_telemetry(Telemetry(
-            device_id=device_id, kind=kind, model="BENCH-1", firmware="1.0.0", seq=n // options.devices,
-            ts=datetime(2000, 1, 1, tzinfo=UTC), metrics=metrics))))
+
+    def generate() -> Iterator[tuple[str, bytes]]:
+        for n in range(options.messages):
+            device_id, topic, kind, base = fleet[n % options.devices]
+            metrics = {k: round(v * rng.uniform(0.98, 1.02), 2) for k, v in base.items()}
+            yield topic, encode_telemetry(Telemetry(
+                device_id=device_id, kind=kind, model="BENCH-1", firmware="1.0.0", seq=n // options.devices,
+                ts=datetime(2000, 1, 1, tzinfo=UTC), metrics=metrics))
+
+    # Encoded before the clock starts, except for a soak's millions, encoded as they go.
+    messages = generate() if options.messages > 200_000 else list(generate())
     acked = 0
     window = threading.Condition()
 
@@ -208,20 +327,25 @@ def _publish(port: int, options: BenchOptions, conn: Connection) -> None:
 
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-publisher",
                          protocol=mqtt.MQTTv311)
-    client.max_inflight_messages_set(_PUBLISH_WINDOW)
+    paced = options.rate > 0
+    # Our own window in front of paho's: paho rescans its whole outgoing queue on every PUBACK, so
+    # a backlog left in its queue publishes in quadratic time; and paced, a message must leave
+    # when it is stamped, not wait there.
+    window_size = _PUBLISH_WINDOW if paced else 2_000
+    client.max_inflight_messages_set(window_size)
     client.on_publish = on_publish
     client.connect("127.0.0.1", port)
     client.loop_start()
     stop = threading.Event()
-    threading.Thread(target=lambda: (conn.recv(), stop.set()), daemon=True).start()
     start = time.time()
-    conn.send(start)
-    interval = 1.0 / options.rate if options.rate > 0 else 0.0
+    interval = 1.0 / options.rate if paced else 0.0
+    if paced:
+        threading.Thread(target=lambda: (conn.recv(), stop.set()), daemon=True).start()
     for n, (topic, template) in enumerate(messages):
         if stop.is_set():
             break
-        with window:  # a message must leave when it is stamped, not wait in paho's own queue
-            while n - acked >= _PUBLISH_WINDOW and not stop.is_set():
+        with window:
+            while n - acked >= window_size and not stop.is_set():
                 window.wait(0.1)
         payload = template.replace(placeholder, format_ts(datetime.now(UTC)).encode(), 1)
         client.publish(topic, payload, qos=1)
@@ -229,140 +353,60 @@ def _publish(port: int, options: BenchOptions, conn: Connection) -> None:
             delay = start + (n + 1) * interval - time.time()
             if delay > 0:
                 time.sleep(delay)
-    stop.wait()
+    if not paced:  # report once the broker holds the whole backlog
+        with window:
+            deadline = time.time() + 120
+            while acked < options.messages and time.time() < deadline:
+                window.wait(0.5)
+        conn.send(acked)
+        conn.recv()
+    else:
+        stop.wait()
     client.disconnect()
     client.loop_stop()
-    conn.send(acked)
+    if paced:
+        conn.send(acked)
 
 
 # -- consumer processes ----------------------------------------------------------------------------
 
 
-def _consume(name: str, port: int, workdir: str, options: BenchOptions, conn: Connection) -> None:
-    """Run one consumer until every message is processed or ``seconds`` passed; report over ``conn``."""
-    consumer = {"raw": _RawConsumer, "naive": _NaiveConsumer, "sqlite": _ForesightConsumer}[name](
-        port=port, workdir=Path(workdir), options=options)
-    consumer.start()
+def _consume(kind: str, port: int, workdir: str, database_url: str | None, options: BenchOptions, worker: int,
+             shared: bool, phase: str, conn: Connection) -> None:
+    """Subscribe; in ``drain``, go away until the backlog is queued, then come back and drain it.
+
+    Runs until every message is processed, ``seconds`` passed, or (several workers) nothing arrived
+    for two seconds after the first; reports over ``conn``.
+    """
+    from .ingest_bench_consumers import make_consumer, peak_rss_kb, rss_mb
+
+    consumer = make_consumer(kind, port=port, workdir=Path(workdir), database_url=database_url,
+                             batch_size=options.batch_size, worker=worker, shared=shared)
+    consumer.connect()
+    if phase == "drain":
+        consumer.disconnect()
     conn.send("ready")
-    started_at: float = conn.recv()
+    conn.recv()  # the backlog is queued (drain) or the publisher is starting (paced)
+    started_at = time.time()
+    if phase == "drain":
+        consumer.connect()
     deadline = started_at + options.seconds
+    last_change, seen = time.time(), 0
+    samples, next_sample = [], started_at
     while consumer.processed < options.messages and time.time() < deadline:
         time.sleep(0.01)
-    report = {"processed": consumer.processed, "last_at": consumer.last_at or time.time(),
-              "latencies_s": list(consumer.latencies_s),
-              "peak_rss_kb": _peak_rss_kb()}
-    conn.send(report)
+        if time.time() >= next_sample:
+            samples.append((time.time() - started_at, rss_mb()))
+            next_sample += 5.0
+        if consumer.processed != seen:
+            last_change, seen = time.time(), consumer.processed
+        elif shared and seen and time.time() - last_change > 2.0:
+            break
+    conn.send({"processed": consumer.processed, "started_at": started_at,
+               "last_at": consumer.last_at or time.time(), "latency_ms": dict(consumer.latency_ms),
+               "peak_rss_kb": peak_rss_kb(), "rss_samples": samples + [(time.time() - started_at, rss_mb())]})
     conn.close()
     os._exit(0)  # no orderly drain: what is still queued is not part of the measurement
-
-
-class _NaiveBase(DeclarativeBase):
-    """The naive consumer's own metadata, so Foresight's shared ``Base`` stays untouched."""
-
-
-class _NaiveReading(_NaiveBase):
-    __tablename__ = "readings"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    device_id: Mapped[str] = mapped_column(String(64), index=True)
-    seq: Mapped[int] = mapped_column(Integer)
-    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    kind: Mapped[str] = mapped_column(String(32))
-    metrics: Mapped[dict[str, float]] = mapped_column(JSON)
-
-
-def _peak_rss_kb() -> int:
-    """This process's peak resident set (VmHWM). Not ``ru_maxrss``: Linux carries that across
-    fork + exec, so a child would report the (much larger) CLI parent's peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-class _PahoConsumer:
-    """A QoS 1 subscriber with paho's automatic acks (after ``on_message`` returns)."""
-
-    def __init__(self, *, port: int, workdir: Path, options: BenchOptions) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self.port, self.workdir, self.options = port, workdir, options
-        self.processed = 0
-        self.last_at: float | None = None
-        self.latencies_s: list[float] = []
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                  client_id=f"bench-{type(self).__name__}", protocol=mqtt.MQTTv311)
-        self.client.on_connect = lambda c, *_: c.subscribe("appliances/+/telemetry", qos=1)
-        self.client.on_subscribe = lambda *_: self._subscribed.set()
-        self.client.on_message = lambda c, u, msg: self.handle(msg.payload)
-
-    def start(self) -> None:
-        self.client.connect("127.0.0.1", self.port)
-        self.client.loop_start()
-        if not self._subscribed.wait(10):
-            raise RuntimeError("benchmark subscriber could not subscribe")
-
-    def handle(self, payload: bytes) -> None:
-        raise NotImplementedError
-
-
-class _RawConsumer(_PahoConsumer):
-    def handle(self, payload: bytes) -> None:
-        self.processed += 1
-        self.last_at = time.time()
-
-
-class _NaiveConsumer(_PahoConsumer):
-    """ORM ``add`` + ``commit`` per message, in the callback, with every default."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        from sqlalchemy import create_engine
-        from sqlalchemy.orm import Session
-
-        engine = create_engine(f"sqlite:///{self.workdir / 'naive.db'}")
-        _NaiveBase.metadata.create_all(engine)
-        self._session = Session(engine)
-
-    def handle(self, payload: bytes) -> None:
-        body = json.loads(payload)
-        ts = datetime.fromisoformat(body["ts"])
-        self._session.add(_NaiveReading(device_id=body["device_id"], seq=body["seq"], ts=ts, kind=body["kind"],
-                                    metrics=body["metrics"]))
-        self._session.commit()
-        now = time.time()
-        self.latencies_s.append(now - ts.timestamp())
-        self.processed += 1
-        self.last_at = now
-
-
-class _ForesightConsumer:
-    """The production path: ``Ingester`` + ``IngestStore`` on SQLite, acks after commit."""
-
-    def __init__(self, *, port: int, workdir: Path, options: BenchOptions) -> None:
-        from ingest.clock import SystemClock
-        from ingest.db import create_schema, make_engine
-        from ingest.store import BatchResult, IngestStore
-        from ingest.subscriber import Ingester
-
-        self.processed = 0
-        self.last_at: float | None = None
-        self.latencies_s: list[float] = []
-        engine = make_engine(f"sqlite:///{workdir / 'foresight.db'}")
-        create_schema(engine)
-        clock = SystemClock()
-
-        def on_batch(result: BatchResult) -> None:
-            self.latencies_s.extend(result.lags_s)
-            self.processed += result.accepted + result.duplicates + result.rejected
-            self.last_at = time.time()
-
-        self.ingester = Ingester(store=IngestStore(engine, clock=clock), clock=clock, host="127.0.0.1", port=port,
-                                 client_id="bench-foresight", batch_size=options.batch_size, on_batch=on_batch)
-
-    def start(self) -> None:
-        self.ingester.start()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -78,6 +79,8 @@ class Runtime:
         scheduler.add_job(_score_job, "interval", seconds=self.settings.score_interval_s, args=[_SCORING],
                           id="foresight.score_pending", replace_existing=True, coalesce=True,
                           max_instances=1)
+        scheduler.add_job(_roll_up_job, "interval", seconds=self.settings.retention_interval_s, args=[_SCORING],
+                          id="foresight.roll_up_readings", replace_existing=True, coalesce=True, max_instances=1)
         register_jobs(scheduler, service=self.actions, interval_s=self.settings.score_interval_s)
         scheduler.start()
         self.scheduler = scheduler
@@ -137,3 +140,15 @@ def _score_job(name: str) -> None:
         score_pending(_RUNTIMES[name])
     except Exception:
         log.exception("scoring sweep failed; the vectors stay pending and are retried")
+
+
+def _roll_up_job(name: str) -> None:
+    """Scheduler job: roll readings past the retention window into daily aggregates."""
+    rt = _RUNTIMES[name]
+    try:
+        done = rt.store.roll_up(retention=timedelta(days=rt.settings.retention_days))
+        if done.readings_rolled_up:
+            log.info("rolled %d readings of %d devices up to before %s", done.readings_rolled_up, done.devices,
+                     done.cutoff.isoformat())
+    except Exception:
+        log.exception("retention roll-up failed; the next run retries")

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     ingest_session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
     #: Set on every worker of a scale-out: they then share ``$share/<group>/appliances/+/...``.
     ingest_shared_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    #: Days raw readings are kept before they are rolled into daily aggregates (``readings_daily``);
+    #: at least the 30 days of past timestamps the ingester accepts, so a redelivery is always caught.
+    retention_days: int = Field(default=90, ge=30)
+    #: Seconds between retention roll-up runs.
+    retention_interval_s: float = Field(default=3600.0, gt=0)
     #: ``text`` for people, ``json`` (one object per line) for a log shipper.
     log_format: Literal["text", "json"] = "text"
 

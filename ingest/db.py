@@ -6,13 +6,15 @@ Engines are built by the composition root and passed in, never at import time.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Date,
     DateTime,
+    Float,
     Engine,
     Integer,
     LargeBinary,
@@ -32,6 +34,7 @@ __all__ = [
     "DeviceRow",
     "FeatureHistoryRow",
     "FeatureOnlineRow",
+    "ReadingDailyRow",
     "ReadingRow",
     "UTCDateTime",
     "create_schema",
@@ -133,10 +136,10 @@ class FeatureOnlineRow(Base):
     ts: Mapped[datetime]
     n_readings: Mapped[int] = mapped_column(Integer)
     values: Mapped[dict[str, Any]]
-    baseline: Mapped[dict[str, Any]]
-    #: The device's latest ``window`` readings, ``{"items": [[ts_iso, seq, metrics], ...]}`` in
-    #: (ts, seq) order, so an in-order reading refreshes its features without reading history back.
-    recent: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: The device's latest ``window`` readings in (ts, seq) order and its baseline, packed as
+    #: columns (``ingest.window.OnlineState``), so an in-order reading refreshes its features
+    #: without reading history back. NULL: not known (the next reading reads the timeline back).
+    state: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     updated_at: Mapped[datetime]
     #: ``n_readings`` of the vector last scored; behind ``n_readings`` means a scoring is due.
     scored_n_readings: Mapped[int | None] = mapped_column(Integer, default=None)
@@ -155,6 +158,24 @@ class FeatureHistoryRow(Base):
     ts: Mapped[datetime]
     n_readings: Mapped[int] = mapped_column(Integer)
     values: Mapped[dict[str, Any]]
+
+
+class ReadingDailyRow(Base):
+    """Readings past the retention window, rolled up per device, UTC day and metric (``ingest.retention``)."""
+
+    __tablename__ = "readings_daily"
+    __table_args__ = (UniqueConstraint("device_id", "day", "metric", name="uq_readings_daily_device_day_metric"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    day: Mapped[date] = mapped_column(Date)
+    metric: Mapped[str] = mapped_column(String(64))
+    n: Mapped[int] = mapped_column(Integer)
+    min: Mapped[float] = mapped_column(Float)
+    max: Mapped[float] = mapped_column(Float)
+    #: Sum of the values (mean = total / n; sums merge exactly when a late reading is rolled up later).
+    total: Mapped[float] = mapped_column(Float)
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:

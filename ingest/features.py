@@ -5,18 +5,22 @@ replay, so a model sees in training exactly what it sees in production. For each
 profile: ``last``, ``mean``, ``std``, ``slope_per_day`` (least squares over the window), ``delta``
 (window mean minus the device's own baseline) and ``stuck`` (trailing run of identical values).
 A metric absent from the window has no features; models read that as missing.
+
+``features_of_windows`` is the one implementation: it computes many windows at once with numpy (the
+live store passes a whole batch of readings); ``compute_features`` is that function on one window.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ingest.contract import ApplianceProfile, feature_name
+import numpy as np
 
-__all__ = ["FeatureVector", "Reading", "compute_baseline", "compute_features"]
+from ingest.contract import STATS, ApplianceProfile, feature_name
+
+__all__ = ["FeatureVector", "Reading", "compute_baseline", "compute_features", "features_of_windows"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,48 +63,48 @@ def compute_features(profile: ApplianceProfile, window: Sequence[Reading],
     if not ordered:
         return {}
     t0 = ordered[0].ts
-    out: dict[str, float] = {}
-    for spec in profile.metrics:
-        points = [((r.ts - t0).total_seconds() / 86400.0, r.metrics[spec.name])
-                  for r in ordered if spec.name in r.metrics]
-        if not points:
-            continue
-        days = [p[0] for p in points]
-        values = [p[1] for p in points]
-        mean = sum(values) / len(values)
-        out[feature_name(spec.name, "last")] = values[-1]
-        out[feature_name(spec.name, "mean")] = mean
-        out[feature_name(spec.name, "std")] = _std(values, mean)
-        out[feature_name(spec.name, "slope_per_day")] = _slope(days, values)
-        out[feature_name(spec.name, "delta")] = mean - baseline.get(spec.name, mean)
-        out[feature_name(spec.name, "stuck")] = float(_trailing_run(values))
-    return out
+    names = [spec.name for spec in profile.metrics]
+    w = len(ordered)
+    days = np.array([[(r.ts - t0).total_seconds() / 86400.0 for r in ordered]])
+    values = np.array([[[r.metrics.get(k, np.nan) for k in names] for r in ordered]], float).reshape(1, w, len(names))
+    base = np.array([[baseline.get(k, np.nan) for k in names]], float)
+    return features_of_windows(profile, days=days, values=values, baseline=base)[0]
 
 
-def _std(values: Sequence[float], mean: float) -> float:
-    if len(values) < 2:
-        return 0.0
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+def features_of_windows(profile: ApplianceProfile, *, days: np.ndarray, values: np.ndarray,
+                        baseline: np.ndarray) -> list[dict[str, float]]:
+    """Features of ``R`` windows at once, one dict per window.
 
-
-def _slope(xs: Sequence[float], ys: Sequence[float]) -> float:
-    """Least-squares slope of ys over xs; 0 when under three points or no spread in time."""
-    n = len(xs)
-    if n < 3:
-        return 0.0
-    mx = sum(xs) / n
-    my = sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    if sxx <= 1e-12:
-        return 0.0
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
-
-
-def _trailing_run(values: Sequence[float]) -> int:
-    """Length of the run of identical values at the end of ``values``."""
-    run = 1
-    for prev, cur in zip(reversed(values[:-1]), reversed(values[1:]), strict=True):
-        if prev != cur:
-            break
-        run += 1
-    return run
+    ``days`` ``(R, w)``: each reading's time in days (any origin per window; NaN pads a short
+    window), ``values`` ``(R, w, m)``: the profile's metrics in ``profile.metrics`` order, NaN where a
+    reading lacks the metric; rows in (ts, seq) order, padding first. ``baseline`` ``(R, m)``: NaN
+    where the device has no baseline for a metric (its ``delta`` is then 0).
+    """
+    n_rows, w, m = values.shape
+    if n_rows == 0:
+        return []
+    present = ~np.isnan(values)                                       # (R, w, m)
+    cnt = present.sum(axis=1)                                         # (R, m)
+    safe = np.maximum(cnt, 1)
+    v0 = np.where(present, values, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = v0.sum(axis=1) / safe
+        dev = np.where(present, values - mean[:, None, :], 0.0)
+        std = np.where(cnt >= 2, np.sqrt((dev * dev).sum(axis=1) / np.maximum(cnt - 1, 1)), 0.0)
+        t = np.where(present, days[:, :, None], 0.0)
+        dx = np.where(present, days[:, :, None] - (t.sum(axis=1) / safe)[:, None, :], 0.0)
+        sxx = (dx * dx).sum(axis=1)
+        slope = np.where((cnt >= 3) & (sxx > 1e-12), (dx * dev).sum(axis=1) / np.where(sxx > 0, sxx, 1.0), 0.0)
+    idx = np.arange(w)[None, :, None]
+    last_at = np.where(present, idx, -1).max(axis=1)                  # (R, m)
+    last = np.take_along_axis(values, np.maximum(last_at, 0)[:, None, :], axis=1)[:, 0, :]
+    # stuck: present values after the last present value that differs from ``last``.
+    differs = present & (values != last[:, None, :])
+    last_differs = np.where(differs, idx, -1).max(axis=1)
+    stuck = (present & (idx > last_differs[:, None, :])).sum(axis=1).astype(float)
+    delta = np.where(np.isnan(baseline), 0.0, mean - baseline)
+    stats = {"last": last, "mean": mean, "std": std, "slope_per_day": slope, "delta": delta, "stuck": stuck}
+    columns = [(j, feature_name(spec.name, s), stats[s][:, j].tolist())
+               for j, spec in enumerate(profile.metrics) for s in STATS]
+    has = (cnt > 0).tolist()
+    return [{name: col[r] for j, name, col in columns if has[r][j]} for r in range(n_rows)]

@@ -9,14 +9,13 @@ transaction. The caller acknowledges the messages to the broker only after it re
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ingest.clock import Clock
@@ -41,7 +40,9 @@ from ingest.db import (
     FeatureOnlineRow,
     ReadingRow,
 )
-from ingest.features import FeatureVector, Reading, compute_baseline, compute_features
+from ingest.features import FeatureVector, Reading
+from ingest.online import refresh_features, upsert
+from ingest.retention import DailyAggregate, RollupResult, daily_aggregates, roll_up
 from ingest.presence import Presence
 from ingest.presence import presence as presence_of
 
@@ -104,11 +105,6 @@ class DeadLetter:
     received_at: datetime
 
 
-def _insert(session: Session, table: Any) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
 class IngestStore:
     """The ingest side of the database. Thread-safe: every call opens its own session."""
 
@@ -163,9 +159,9 @@ class IngestStore:
                 dead.append((msg, exc.reason, exc.detail))
 
         started = time.perf_counter()
-        with Session(self._engine) as session, session.begin():
-            devices = self._load_devices(session, {t.device_id for _, t in telemetry}
-                                         | {e.device_id for _, e in events} | {d for _, d, _ in statuses})
+        with self._engine.begin() as conn:
+            devices = _load_devices(conn, {t.device_id for _, t in telemetry}
+                                    | {e.device_id for _, e in events} | {d for _, d, _ in statuses})
             fresh: list[Telemetry] = []
             seen: set[tuple[str, int]] = set()
             for msg, t in telemetry:
@@ -174,33 +170,40 @@ class IngestStore:
                 elif (t.device_id, t.seq) not in seen:
                     seen.add((t.device_id, t.seq))
                     fresh.append(t)
-            inserted = self._insert_readings(session, fresh, received_at=now)
-            for t in inserted:  # only what was really new moves the device's state
-                devices[t.device_id] = self._touch_device(session, devices.get(t.device_id), t)
+            inserted = _insert_readings(conn, fresh, received_at=now)
+            _touch_devices(conn, inserted)  # only what was really new moves the device's state
+            for t in inserted:
+                devices.setdefault(t.device_id, (t.kind, "unknown"))
             known_events = []
             for msg, e in events:
-                row = devices.get(e.device_id)
-                if row is None:
+                known = devices.get(e.device_id)
+                if known is None:
                     dead.append((msg, Reason.UNKNOWN_DEVICE, f"event from unregistered device {e.device_id}"))
-                elif (reason := _kind_conflict(row, e.device_id, e.kind)) is not None:
+                elif (reason := _kind_conflict(known, e.device_id, e.kind)) is not None:
                     dead.append((msg, Reason.KIND_MISMATCH, reason))
                 else:
                     known_events.append(e)
-            n_events = self._insert_events(session, known_events, received_at=now)
+            n_events = _insert_events(conn, known_events, received_at=now)
             n_status = 0
+            changed: dict[str, tuple[str, datetime]] = {}
             for msg, device_id, status in statuses:
-                row = devices.get(device_id)
-                if row is None:
+                known = devices.get(device_id)
+                if known is None:
                     dead.append((msg, Reason.UNKNOWN_DEVICE, f"status for unregistered device {device_id}"))
                     continue
                 # A retained status is replayed on every (re)subscribe: only a change moves status_at,
                 # so a replay neither makes a silent device look freshly online nor rewinds it.
-                if row.status != status:
-                    row.status, row.status_at = status, msg.received_at
+                if known[1] != status:
+                    devices[device_id] = (known[0], status)
+                    changed[device_id] = (status, msg.received_at)
                 n_status += 1
-            for msg, reason, detail in dead:
-                session.add(_dead_letter_row(msg, reason, detail))
-            self._refresh_features(session, inserted, now=now)
+            if changed:
+                conn.execute(update(DeviceRow).where(DeviceRow.device_id == bindparam("b_device_id"))
+                             .values(status=bindparam("status"), status_at=bindparam("status_at")),
+                             [{"b_device_id": d, "status": st, "status_at": at} for d, (st, at) in changed.items()])
+            if dead:
+                conn.execute(insert(DeadLetterRow), [_dead_letter(msg, reason, detail) for msg, reason, detail in dead])
+            refresh_features(conn, inserted, now=now)
         commit_s = time.perf_counter() - started
         committed_at = self._clock.now()
         mismatched = sum(1 for _, reason, _ in dead if reason == Reason.KIND_MISMATCH)
@@ -213,8 +216,23 @@ class IngestStore:
 
     def dead_letter(self, msg: Inbound, *, reason: Reason, detail: str) -> None:
         """Store one message as refused, on its own (used when a message cannot be written at all)."""
-        with Session(self._engine) as session, session.begin():
-            session.add(_dead_letter_row(msg, reason, detail))
+        with self._engine.begin() as conn:
+            conn.execute(insert(DeadLetterRow), [_dead_letter(msg, reason, detail)])
+
+    def roll_up(self, *, retention: timedelta, now: datetime | None = None) -> RollupResult:
+        """Roll readings older than ``retention`` (as of ``now``, default the clock) into daily aggregates.
+
+        ``retention`` must be at least the ``max_past`` this store accepts, so a reading that was
+        rolled up can never come back as new (``ingest.retention``).
+        """
+        if retention < self._max_past:
+            raise ValueError(f"retention {retention} is shorter than the {self._max_past} of past timestamps "
+                             "the ingester accepts: a redelivered old reading would be counted twice")
+        return roll_up(self._engine, now=now or self._clock.now(), retention=retention)
+
+    def daily_aggregates(self, device_id: str, *, since: date | None = None) -> list[DailyAggregate]:
+        """A device's readings past retention: per UTC day and metric count, min, mean and max."""
+        return daily_aggregates(self._engine, device_id, since=since)
 
     def ping(self) -> None:
         """Raise if the database cannot be reached."""
@@ -307,175 +325,63 @@ class IngestStore:
 
     # -- internals ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _load_devices(session: Session, ids: set[str]) -> dict[str, DeviceRow]:
-        if not ids:
-            return {}
-        return {r.device_id: r for r in session.scalars(select(DeviceRow).where(DeviceRow.device_id.in_(ids)))}
 
-    @staticmethod
-    def _touch_device(session: Session, row: DeviceRow | None, t: Telemetry) -> DeviceRow:
-        if row is None:
-            row = DeviceRow(device_id=t.device_id, kind=t.kind, model=t.model, firmware=t.firmware,
-                            status="unknown", first_seen=t.ts, last_seen=t.ts, last_seq=t.seq)
-            session.add(row)
-            session.flush()
-            return row
-        if row.first_seen is None or t.ts < row.first_seen:
-            row.first_seen = t.ts
-        if row.last_seen is None or t.ts >= row.last_seen:  # a late reading must not roll firmware back
-            row.last_seen, row.last_seq = t.ts, t.seq
-            row.model, row.firmware = t.model, t.firmware
-        return row
-
-    @staticmethod
-    def _insert_readings(session: Session, fresh: Sequence[Telemetry], *, received_at: datetime) -> list[Telemetry]:
-        if not fresh:
-            return []
-        stmt = (_insert(session, ReadingRow).on_conflict_do_nothing(index_elements=["device_id", "seq"])
-                .returning(ReadingRow.device_id, ReadingRow.seq))
-        params = [{"device_id": t.device_id, "seq": t.seq, "ts": t.ts, "kind": t.kind,
-                   "metrics": dict(t.metrics), "received_at": received_at} for t in fresh]
-        stored = {(d, s) for d, s in session.execute(stmt, params)}
-        return [t for t in fresh if (t.device_id, t.seq) in stored]
-
-    @staticmethod
-    def _insert_events(session: Session, events: Sequence[Event], *, received_at: datetime) -> int:
-        if not events:
-            return 0
-        stmt = (_insert(session, DeviceEventRow).on_conflict_do_nothing(index_elements=["device_id", "seq"])
-                .returning(DeviceEventRow.id))
-        params = [{"device_id": e.device_id, "seq": e.seq, "ts": e.ts, "event": e.event, "code": e.code,
-                   "received_at": received_at} for e in events]
-        return len(session.execute(stmt, params).all())
-
-    def _refresh_features(self, session: Session, inserted: Sequence[Telemetry], *, now: datetime) -> None:
-        """Recompute features of every device that got new readings, set-based over the batch.
-
-        Every reading from the oldest new one onwards gets its point-in-time vector (computed from
-        the readings up to its own position in (ts, seq) order) written to the offline history, so
-        a late arrival also corrects the vectors after it; the online vector is recomputed from the
-        device's latest window, whatever order the readings came in.
-
-        The online row keeps the device's latest window of readings. In the usual case — readings
-        newer than that window — nothing is read back from ``readings``: one query loads the
-        online rows (locked on PostgreSQL, so two workers serialise per device), one upsert writes
-        the history. A late reading makes that device read its timeline back from ``readings``.
-        """
-        by_device: dict[str, list[Telemetry]] = defaultdict(list)
-        for t in inserted:
-            by_device[t.device_id].append(t)
-        if not by_device:
-            return
-        ids = list(by_device)
-        profiles = {d: PROFILES[new[0].kind] for d, new in by_device.items()}
-        query = select(FeatureOnlineRow).where(FeatureOnlineRow.device_id.in_(ids))
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update()
-        online = {r.device_id: r for r in session.scalars(query)}
-        plans: dict[str, tuple[list[Reading], int, int]] = {}  # timeline, index of oldest new, total
-        slow: list[str] = []
-        for device_id, new in by_device.items():
-            fresh = sorted((_as_reading(t) for t in new), key=_key)
-            row = online.get(device_id)
-            if row is None:  # the device's first readings ever: nothing earlier exists
-                plans[device_id] = (fresh, 0, len(fresh))
-                continue
-            recent = _recent_readings(row, device_id)
-            if recent and _key(fresh[0]) > _key(recent[-1]):
-                window = profiles[device_id].window
-                plans[device_id] = (recent[-(window - 1):] + fresh, len(recent[-(window - 1):]),
-                                    row.n_readings + len(fresh))
-            else:
-                slow.append(device_id)
-        if slow:
-            totals = dict(session.execute(select(ReadingRow.device_id, func.count())
-                                          .where(ReadingRow.device_id.in_(slow)).group_by(ReadingRow.device_id)).all())
-            for device_id in slow:
-                oldest = min((t.ts, t.seq) for t in by_device[device_id])
-                timeline = _timeline_from(session, device_id, oldest, profiles[device_id].window)
-                plans[device_id] = (timeline, sum(1 for r in timeline if _key(r) < oldest), totals[device_id])
-        baselines = {d: dict(online[d].baseline) if d in online else {} for d in ids}
-        incomplete = [d for d in ids if baselines[d].get("_complete") != 1.0]
-        # A forming baseline needs the device's first readings: in the timeline when it holds them all.
-        missing = {d: profiles[d].baseline_readings for d in incomplete if plans[d][2] > len(plans[d][0])}
-        firsts = _ranked_readings(session, missing, newest_first=False) if missing else {}
-        for d in incomplete:
-            timeline, _, total = plans[d]
-            first = firsts.get(d, []) if d in missing else timeline[: profiles[d].baseline_readings]
-            baselines[d] = compute_baseline(profiles[d], first)
-            if len(first) >= profiles[d].baseline_readings:
-                baselines[d]["_complete"] = 1.0
-        history: list[dict[str, Any]] = []
-        for device_id, (timeline, start, n_total) in plans.items():
-            profile = profiles[device_id]
-            metric_baseline = {k: v for k, v in baselines[device_id].items() if not k.startswith("_")}
-            rows = []
-            for i, r in enumerate(timeline[start:], start=start):
-                position = n_total - (len(timeline) - 1 - i)
-                # While the baseline is still forming, a row sees only the readings before it.
-                as_of = (compute_baseline(profile, timeline[: i + 1])
-                         if position <= profile.baseline_readings and position == i + 1 else metric_baseline)
-                rows.append({"device_id": device_id, "seq": r.seq, "ts": r.ts, "n_readings": position,
-                             "values": compute_features(profile, timeline[max(0, i - profile.window + 1): i + 1],
-                                                        as_of)})
-            history.extend(rows)
-            row = online.get(device_id)
-            if row is None:
-                row = FeatureOnlineRow(device_id=device_id, kind=profile.kind)
-                session.add(row)
-            row.ts, row.n_readings, row.values = timeline[-1].ts, n_total, rows[-1]["values"]
-            row.baseline, row.updated_at = baselines[device_id], now
-            row.recent = {"items": [[r.ts.isoformat(), r.seq, dict(r.metrics)] for r in timeline[-profile.window:]]}
-        stmt = _insert(session, FeatureHistoryRow)
-        session.execute(stmt.on_conflict_do_update(
-            index_elements=["device_id", "seq"],
-            set_={"values": stmt.excluded["values"], "n_readings": stmt.excluded.n_readings}), history)
+def _load_devices(conn: Connection, ids: set[str]) -> dict[str, tuple[str, str]]:
+    """``device_id -> (kind, status)`` of the known devices among ``ids``."""
+    if not ids:
+        return {}
+    rows = conn.execute(select(DeviceRow.device_id, DeviceRow.kind, DeviceRow.status)
+                        .where(DeviceRow.device_id.in_(ids)))
+    return {d: (kind, status) for d, kind, status in rows}
 
 
-def _key(r: Reading) -> tuple[datetime, int]:
-    return (r.ts, r.seq)
+def _insert_readings(conn: Connection, fresh: Sequence[Telemetry], *, received_at: datetime) -> list[Telemetry]:
+    """Insert what is new; returns the readings really stored (not already there)."""
+    if not fresh:
+        return []
+    stmt = (upsert(conn, ReadingRow).on_conflict_do_nothing(index_elements=["device_id", "seq"])
+            .returning(ReadingRow.device_id, ReadingRow.seq))
+    params = [{"device_id": t.device_id, "seq": t.seq, "ts": t.ts, "kind": t.kind,
+               "metrics": t.metrics, "received_at": received_at} for t in fresh]
+    stored = {(d, s) for d, s in conn.execute(stmt, params)}
+    return [t for t in fresh if (t.device_id, t.seq) in stored]
 
 
-def _as_reading(t: Telemetry) -> Reading:
-    return Reading(device_id=t.device_id, kind=t.kind, seq=t.seq, ts=t.ts, metrics=t.metrics)
+def _touch_devices(conn: Connection, inserted: Sequence[Telemetry]) -> None:
+    """Create unknown devices and move first/last seen, in one upsert per batch.
 
-
-def _recent_readings(row: FeatureOnlineRow, device_id: str) -> list[Reading]:
-    items = (row.recent or {}).get("items", [])
-    return [Reading(device_id=device_id, kind=row.kind, seq=seq, ts=datetime.fromisoformat(ts), metrics=metrics)
-            for ts, seq, metrics in items]
-
-
-def _ranked_readings(session: Session, limits: dict[str, int], *, newest_first: bool) -> dict[str, list[Reading]]:
-    """Each device's first (or newest) ``limits[device]`` readings, returned oldest first.
-
-    One windowed query per distinct limit (usually one per batch).
+    The newest reading (a tie goes to the later one in the batch) sets ``last_seen``, ``last_seq``,
+    model and firmware, and only if it is not older than what is stored: a late reading must not
+    roll the firmware back.
     """
-    by_limit: dict[int, list[str]] = defaultdict(list)
-    for device_id, limit in limits.items():
-        by_limit[limit].append(device_id)
-    order = (ReadingRow.ts.desc(), ReadingRow.seq.desc()) if newest_first else (ReadingRow.ts, ReadingRow.seq)
-    out: dict[str, list[Reading]] = defaultdict(list)
-    for limit, ids in by_limit.items():
-        rank = func.row_number().over(partition_by=ReadingRow.device_id, order_by=order).label("rank")
-        ranked = (select(ReadingRow.device_id, ReadingRow.kind, ReadingRow.seq, ReadingRow.ts, ReadingRow.metrics, rank)
-                  .where(ReadingRow.device_id.in_(ids)).subquery())
-        for r in session.execute(select(ranked).where(ranked.c.rank <= limit)):
-            out[r.device_id].append(Reading(device_id=r.device_id, kind=r.kind, seq=r.seq, ts=r.ts,
-                                            metrics=dict(r.metrics)))
-    return {d: sorted(rs, key=lambda r: (r.ts, r.seq)) for d, rs in out.items()}
+    if not inserted:
+        return
+    first: dict[str, datetime] = {}
+    latest: dict[str, Telemetry] = {}
+    for t in inserted:
+        if t.device_id not in first or t.ts < first[t.device_id]:
+            first[t.device_id] = t.ts
+        if t.device_id not in latest or t.ts >= latest[t.device_id].ts:
+            latest[t.device_id] = t
+    stmt = upsert(conn, DeviceRow)
+    newer = DeviceRow.last_seen.is_(None) | (stmt.excluded.last_seen >= DeviceRow.last_seen)
+    earlier = DeviceRow.first_seen.is_(None) | (stmt.excluded.first_seen < DeviceRow.first_seen)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["device_id"], set_={
+        "first_seen": case((earlier, stmt.excluded.first_seen), else_=DeviceRow.first_seen),
+        **{name: case((newer, stmt.excluded[name]), else_=DeviceRow.__table__.c[name])
+           for name in ("last_seen", "last_seq", "model", "firmware")},
+    }), [{"device_id": d, "kind": t.kind, "model": t.model, "firmware": t.firmware, "status": "unknown",
+          "first_seen": first[d], "last_seen": t.ts, "last_seq": t.seq} for d, t in latest.items()])
 
 
-def _timeline_from(session: Session, device_id: str, oldest: tuple[datetime, int], window: int) -> list[Reading]:
-    """A device's readings from ``oldest`` (ts, seq) on, with the ``window - 1`` readings before it."""
-    ts, seq = oldest
-    at_or_after = (ReadingRow.ts > ts) | ((ReadingRow.ts == ts) & (ReadingRow.seq >= seq))
-    mine = ReadingRow.device_id == device_id
-    since = session.scalars(select(ReadingRow).where(mine, at_or_after).order_by(ReadingRow.ts, ReadingRow.seq)).all()
-    before = session.scalars(select(ReadingRow).where(mine, ~at_or_after)
-                             .order_by(ReadingRow.ts.desc(), ReadingRow.seq.desc()).limit(window - 1)).all()
-    return [_reading(r) for r in reversed(before)] + [_reading(r) for r in since]
+def _insert_events(conn: Connection, events: Sequence[Event], *, received_at: datetime) -> int:
+    if not events:
+        return 0
+    stmt = (upsert(conn, DeviceEventRow).on_conflict_do_nothing(index_elements=["device_id", "seq"])
+            .returning(DeviceEventRow.id))
+    params = [{"device_id": e.device_id, "seq": e.seq, "ts": e.ts, "event": e.event, "code": e.code,
+               "received_at": received_at} for e in events]
+    return len(conn.execute(stmt, params).all())
 
 
 def _decode_status(payload: bytes) -> str:
@@ -485,21 +391,20 @@ def _decode_status(payload: bytes) -> str:
     return text
 
 
-def _kind_conflict(row: DeviceRow | None, device_id: str, kind: str) -> str | None:
-    if row is None or row.kind == kind:
+def _kind_conflict(known: tuple[str, str] | None, device_id: str, kind: str) -> str | None:
+    if known is None or known[0] == kind:
         return None
-    return f"device {device_id} is registered as {row.kind}, payload says {kind}"
+    return f"device {device_id} is registered as {known[0]}, payload says {kind}"
 
 
-def _dead_letter_row(msg: Inbound, reason: Reason, detail: str) -> DeadLetterRow:
+def _dead_letter(msg: Inbound, reason: Reason, detail: str) -> dict[str, Any]:
     """Keeps at most MAX_PAYLOAD_BYTES of the payload (a 100 MB blob must not fill the database)."""
     size = len(msg.payload)
     if size > MAX_PAYLOAD_BYTES:
         detail = f"{detail} (payload truncated from {size} bytes)"
     # PostgreSQL text cannot hold NUL; a NUL in the topic must not fail the whole batch.
-    return DeadLetterRow(topic=msg.topic.replace("\x00", "\ufffd")[:1024],
-                         payload=msg.payload[:MAX_PAYLOAD_BYTES], reason=str(reason),
-                         detail=detail.replace("\x00", "")[:2000], received_at=msg.received_at)
+    return {"topic": msg.topic.replace("\x00", "\ufffd")[:1024], "payload": msg.payload[:MAX_PAYLOAD_BYTES],
+            "reason": str(reason), "detail": detail.replace("\x00", "")[:2000], "received_at": msg.received_at}
 
 
 def _reading(r: ReadingRow) -> Reading:

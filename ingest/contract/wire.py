@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from .profiles import PROFILES
+from .profiles import PROFILES, ApplianceProfile, MetricSpec
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
@@ -181,13 +181,14 @@ def decode_telemetry(payload: bytes, *, topic: str, now: datetime,
     if len(raw) > MAX_METRICS:
         raise DecodeError(Reason.SCHEMA, f"metrics has {len(raw)} entries, at most {MAX_METRICS}")
     metrics: dict[str, float] = {}
+    specs = _specs(profile)
     for name, value in raw.items():
-        if name not in profile.metric_names:
+        spec = specs.get(name)
+        if spec is None:
             raise DecodeError(Reason.UNKNOWN_METRIC, f"metric {name!r} is not a {kind} metric")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise DecodeError(Reason.SCHEMA, f"metrics.{name} must be a number, got {type(value).__name__}")
         number = _finite(value, f"metrics.{name}")
-        spec = profile.metric(name)
         if not spec.low <= number <= spec.high:
             raise DecodeError(Reason.OUT_OF_RANGE,
                               f"metrics.{name}={number:g} {spec.unit} outside [{spec.low:g}, {spec.high:g}]")
@@ -222,6 +223,17 @@ def decode_event(payload: bytes, *, topic: str, now: datetime,
     return Event(device_id=device_id, kind=kind, seq=_seq_field(body),
                  ts=_ts_field(body, now=now, max_future=max_future, max_past=max_past),
                  event=event, code=code)
+
+
+_SPECS: dict[str, tuple[ApplianceProfile, dict[str, MetricSpec]]] = {}
+
+
+def _specs(profile: ApplianceProfile) -> dict[str, MetricSpec]:
+    """``name -> spec`` of a profile's metrics, built once per profile (looked up for every metric)."""
+    cached = _SPECS.get(profile.kind)
+    if cached is None or cached[0] is not profile:
+        cached = _SPECS[profile.kind] = (profile, {spec.name: spec for spec in profile.metrics})
+    return cached[1]
 
 
 def _load_object(payload: bytes) -> dict[str, Any]:

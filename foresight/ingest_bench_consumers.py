@@ -1,0 +1,191 @@
+"""The ingest benchmark's consumers, each run in its own process by ``foresight.ingest_bench``.
+
+- ``raw``: a paho subscriber that only counts (the ceiling of this machine's broker + Python client);
+- ``naive``: what a first version would do: ``json.loads``, ORM ``session.add`` and ``commit`` per
+  message in ``on_message``, SQLAlchemy and SQLite defaults;
+- ``foresight``: the production path, ``Ingester`` + ``IngestStore`` (validate, dedupe, one
+  transaction per batch, features, ack after commit) on SQLite (WAL) or PostgreSQL, MQTT 3.1.1, or
+  MQTT 5 with a shared subscription when several workers split the load.
+
+Every consumer has a persistent session with a fixed client id, so it can subscribe, go away while
+the backlog is published, and come back to drain it.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+from collections import Counter
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import JSON, DateTime, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Consumer", "make_consumer", "peak_rss_kb", "rss_mb"]
+
+
+class Consumer(Protocol):
+    processed: int
+    last_at: float | None
+    #: Publish-to-commit latency histogram in whole milliseconds (bounded memory over a soak).
+    latency_ms: Counter[int]
+
+    def connect(self) -> None: ...
+
+    def disconnect(self) -> None: ...
+
+
+def make_consumer(kind: str, *, port: int, workdir: Path, database_url: str | None, batch_size: int,
+                  worker: int = 0, shared: bool = False) -> Consumer:
+    """A consumer of ``kind`` (``raw``, ``naive`` or ``foresight``), not yet connected."""
+    if kind == "raw":
+        return _RawConsumer(port=port)
+    if kind == "naive":
+        return _NaiveConsumer(port=port, workdir=workdir)
+    return _ForesightConsumer(port=port, database_url=database_url or f"sqlite:///{workdir / 'foresight.db'}",
+                              batch_size=batch_size, worker=worker, shared=shared)
+
+
+def rss_mb() -> float:
+    """This process's resident set now (VmRSS), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def peak_rss_kb() -> int:
+    """This process's peak resident set (VmHWM). Not ``ru_maxrss``: Linux carries that across
+    fork + exec, so a child would report the (much larger) CLI parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+class _NaiveBase(DeclarativeBase):
+    """The naive consumer's own metadata, so Foresight's shared ``Base`` stays untouched."""
+
+
+class _NaiveReading(_NaiveBase):
+    __tablename__ = "readings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(32))
+    metrics: Mapped[dict[str, float]] = mapped_column(JSON)
+
+
+class _PahoConsumer:
+    """A QoS 1 subscriber with paho's automatic acks (after ``on_message`` returns), persistent session."""
+
+    def __init__(self, *, port: int) -> None:
+        self.port = port
+        self.processed = 0
+        self.last_at: float | None = None
+        self.latency_ms: Counter[int] = Counter()
+        self._client: Any = None
+
+    def connect(self) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        subscribed = threading.Event()
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"bench-{type(self).__name__}",
+                             clean_session=False, protocol=mqtt.MQTTv311)
+
+        def on_connect(c: Any, userdata: object, flags: Any, *_: object) -> None:
+            # Back for the backlog, the session (and its subscription) is there: the backlog comes
+            # first and a naive consumer would take longer than any SUBACK wait to get through it.
+            if flags.session_present:
+                subscribed.set()
+            else:
+                c.subscribe("appliances/+/telemetry", qos=1)
+
+        client.on_connect = on_connect
+        client.on_subscribe = lambda *_: subscribed.set()
+        client.on_message = lambda c, u, msg: self.handle(msg.payload)
+        client.connect("127.0.0.1", self.port)
+        client.loop_start()
+        if not subscribed.wait(10):
+            raise RuntimeError("benchmark subscriber could not subscribe")
+        self._client = client
+
+    def disconnect(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def handle(self, payload: bytes) -> None:
+        raise NotImplementedError
+
+
+class _RawConsumer(_PahoConsumer):
+    def handle(self, payload: bytes) -> None:
+        self.processed += 1
+        self.last_at = time.time()
+
+
+class _NaiveConsumer(_PahoConsumer):
+    """ORM ``add`` + ``commit`` per message, in the callback, with every default."""
+
+    def __init__(self, *, port: int, workdir: Path) -> None:
+        super().__init__(port=port)
+        from sqlalchemy import create_engine
+        from sqlalchemy.orm import Session
+
+        engine = create_engine(f"sqlite:///{workdir / 'naive.db'}")
+        _NaiveBase.metadata.create_all(engine)
+        self._session = Session(engine)
+
+    def handle(self, payload: bytes) -> None:
+        body = json.loads(payload)
+        ts = datetime.fromisoformat(body["ts"])
+        self._session.add(_NaiveReading(device_id=body["device_id"], seq=body["seq"], ts=ts, kind=body["kind"],
+                                        metrics=body["metrics"]))
+        self._session.commit()
+        now = time.time()
+        self.latency_ms[int((now - ts.timestamp()) * 1000)] += 1
+        self.processed += 1
+        self.last_at = now
+
+
+class _ForesightConsumer:
+    """The production path: ``Ingester`` + ``IngestStore``, acks after commit."""
+
+    def __init__(self, *, port: int, database_url: str, batch_size: int, worker: int, shared: bool) -> None:
+        from ingest.clock import SystemClock
+        from ingest.db import create_schema, make_engine
+        from ingest.store import IngestStore
+
+        self.processed = 0
+        self.last_at: float | None = None
+        self.latency_ms: Counter[int] = Counter()
+        self._engine = make_engine(database_url)
+        create_schema(self._engine)
+        self._clock = SystemClock()
+        self._store = IngestStore(self._engine, clock=self._clock)
+        self._port, self._batch_size, self._worker, self._shared = port, batch_size, worker, shared
+        self._ingester: Any = None
+
+    def _on_batch(self, result: Any) -> None:
+        self.latency_ms.update(int(lag * 1000) for lag in result.lags_s)
+        self.processed += result.accepted + result.duplicates + result.rejected
+        self.last_at = time.time()
+
+    def connect(self) -> None:
+        from ingest.subscriber import Ingester
+
+        # A new Ingester each time, same client id: the broker kept the session and its backlog.
+        self._ingester = Ingester(store=self._store, clock=self._clock, host="127.0.0.1", port=self._port,
+                                  client_id=f"bench-foresight-{self._worker}", batch_size=self._batch_size,
+                                  mqtt_version=5 if self._shared else 3,
+                                  shared_group="foresight" if self._shared else None, on_batch=self._on_batch)
+        self._ingester.start()
+
+    def disconnect(self) -> None:
+        self._ingester.stop(drain_s=0)

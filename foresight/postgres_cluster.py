@@ -1,0 +1,97 @@
+"""A throwaway PostgreSQL cluster for benchmarks: initdb in a temp dir, a free loopback port, removed after.
+
+As root, ``initdb`` and ``pg_ctl`` refuse to run, so they run as the ``postgres`` user, who must own
+the temp dir. Unlike the test cluster, durability is left at PostgreSQL's defaults (``fsync`` and
+``synchronous_commit`` on) so a benchmark measures durable commits.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+from .mosquitto import free_port
+
+__all__ = ["PostgresCluster", "PostgresNotInstalled"]
+
+_BINDIRS = (Path("/usr/lib/postgresql/15/bin"), Path("/usr/lib/postgresql/16/bin"), Path("/usr/lib/postgresql/17/bin"))
+
+
+class PostgresNotInstalled(FileNotFoundError):
+    """No ``initdb``/``pg_ctl`` on this machine."""
+
+
+@dataclass
+class PostgresCluster:
+    """A PostgreSQL server on ``127.0.0.1:port`` with its data in ``directory``."""
+
+    port: int
+    directory: Path
+    bindir: Path
+    running: bool = False
+
+    @classmethod
+    def start_new(cls) -> Self:
+        """initdb + start; raises ``PostgresNotInstalled`` when the server binaries are missing."""
+        bindir = next((d for d in _BINDIRS if (d / "initdb").exists()), None)
+        if bindir is None and shutil.which("initdb") and shutil.which("pg_ctl"):
+            bindir = Path(shutil.which("pg_ctl") or "").parent
+        if bindir is None:
+            raise PostgresNotInstalled("PostgreSQL server binaries not found (apt-get install -y postgresql)")
+        cluster = cls(port=free_port(), directory=Path(tempfile.mkdtemp(prefix="foresight-pg-")), bindir=bindir)
+        try:
+            if os.geteuid() == 0:
+                import pwd
+
+                pw = pwd.getpwnam("postgres")
+                os.chown(cluster.directory, pw.pw_uid, pw.pw_gid)
+            cluster._run("initdb", "-D", str(cluster.directory / "data"), "-U", "postgres", "-A", "trust",
+                         "-E", "UTF8", "--no-locale")
+            cluster.start()
+        except BaseException:
+            cluster.close()
+            raise
+        return cluster
+
+    def _run(self, tool: str, *args: str) -> None:
+        cmd = [str(self.bindir / tool), *args]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{tool} failed ({done.returncode}): {done.stderr or done.stdout}")
+
+    def url(self, database: str = "postgres") -> str:
+        """SQLAlchemy URL of one database."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        """Create an empty database; returns its URL."""
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
+                             autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.directory / "data"), "-l", str(self.directory / "postgres.log"),
+                  "-w", "-t", "30", "-o", f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1",
+                  "start")
+        self.running = True
+
+    def stop(self) -> None:
+        if self.running:
+            self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")
+            self.running = False
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
