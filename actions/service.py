@@ -70,6 +70,7 @@ def seed_technicians(engine: Engine, technicians: Iterable[Technician]) -> None:
             row.service_areas = sorted(tech.service_areas)
             row.working_hours = list(tech.working_hours)
             row.working_days = sorted(tech.working_days)
+            row.max_jobs_per_day = tech.max_jobs_per_day
             s.add(row)
 
 
