@@ -18,6 +18,7 @@ from ingest.contract import Telemetry, encode_telemetry, telemetry_topic
 from ingest.store import DeviceInfo, Inbound
 from predictors.types import FeatureContribution, Prediction
 from tests.conftest import START
+from tests.foresight.people import clients, seed_users
 
 
 def _prediction(clock: ManualClock, device_id: str, kind: str, mode: str, *, p: float, ttf: float,
@@ -50,13 +51,21 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
              _prediction(clock, "ac-1", "air_conditioner", "filter_clogging", p=0.75, ttf=90)]
     rt.predictions.save(preds)
     rt.actions.handle(preds)
+    seed_users(rt)
     yield rt
     rt.engine.dispose()
 
 
 @pytest.fixture
-def client(runtime: Runtime) -> TestClient:
-    return TestClient(create_app(runtime))
+def as_(runtime: Runtime) -> dict[str, TestClient]:
+    """Signed-in clients by user id (see tests/foresight/people.py) and ``anon``."""
+    return clients(create_app(runtime))
+
+
+@pytest.fixture
+def client(as_: dict[str, TestClient]) -> TestClient:
+    """The operator, who sees the whole fleet."""
+    return as_["op"]
 
 
 def test_health_says_what_is_missing_and_openapi_is_served(client: TestClient) -> None:
@@ -82,42 +91,53 @@ def test_devices_show_health_and_detail(client: TestClient) -> None:
     assert client.get(f"/tickets/{10**20}").status_code == 422  # not a 500 from the driver
 
 
-def test_homeowner_sees_the_tip_and_can_always_reach_a_person(client: TestClient) -> None:
-    notes = client.get("/households/hh-1/notifications").json()
+def test_homeowner_sees_the_tip_and_can_always_reach_a_person(as_: dict[str, TestClient]) -> None:
+    home1, home2 = as_["home1"], as_["home2"]
+    notes = home1.get("/households/hh-1/notifications").json()
     assert len(notes) == 1 and "descale" in notes[0]["body"].lower()
     nid = notes[0]["notification_id"]
-    assert client.post(f"/households/hh-2/notifications/{nid}/status", json={"status": "done"}).status_code == 404
-    done = client.post(f"/households/hh-1/notifications/{nid}/status", json={"status": "done"})
+    # Another household's homeowner can neither see nor change it.
+    assert home2.get("/households/hh-1/notifications").status_code == 404
+    assert home2.post(f"/households/hh-2/notifications/{nid}/status", json={"status": "done"}).status_code == 404
+    done = home1.post(f"/households/hh-1/notifications/{nid}/status", json={"status": "done"})
     assert done.status_code == 200 and done.json()["status"] == "done"
-    ticket = client.post("/households/hh-1/talk-to-person",
-                         json={"message": "It smells burnt", "device_id": "rc-1"})
+    ticket = home1.post("/households/hh-1/talk-to-person", json={"message": "It smells burnt", "device_id": "rc-1"})
     assert ticket.status_code == 201
     body = ticket.json()
     assert body["category"] == "customer_request" and body["context"]["devices"][0]["device_id"] == "rc-1"
-    assert client.post("/households/hh-2/talk-to-person",
-                       json={"message": "hi", "device_id": "rc-1"}).status_code == 404
-    assert client.post("/households/hh-1/talk-to-person", json={"message": ""}).status_code == 422
-    assert client.post("/households/hh-1/talk-to-person", json={"message": "hi\u0000"}).status_code == 422
-    assert client.post("/households/hh-1/talk-to-person", json={"message": "line one\nline two"}).status_code == 201
+    assert home2.post("/households/hh-2/talk-to-person",
+                      json={"message": "hi", "device_id": "rc-1"}).status_code == 404
+    assert home1.post("/households/hh-1/talk-to-person", json={"message": ""}).status_code == 422
+    assert home1.post("/households/hh-1/talk-to-person", json={"message": "hi\u0000"}).status_code == 422
+    assert home1.post("/households/hh-1/talk-to-person", json={"message": "line one\nline two"}).status_code == 201
+    # The homeowner sees their own appliances only.
+    assert [d["device_id"] for d in home1.get("/devices").json()] == ["rc-1"]
+    assert home1.get("/devices", params={"household_id": "hh-2"}).status_code == 404
+    assert home1.get("/devices/ac-1").status_code == 404
 
 
-def test_operator_works_the_queue_and_technician_the_jobs(client: TestClient) -> None:
-    queue = client.get("/tickets").json()
+def test_operator_works_the_queue_and_technician_the_jobs(as_: dict[str, TestClient]) -> None:
+    op, tech1 = as_["op"], as_["tech1"]
+    queue = op.get("/tickets").json()
     assert [t["category"] for t in queue] == []  # nothing ambiguous yet
-    opened = client.post("/households/hh-2/talk-to-person", json={"message": "AC is loud"}).json()
-    queue = client.get("/tickets").json()
+    opened = as_["home2"].post("/households/hh-2/talk-to-person", json={"message": "AC is loud"}).json()
+    queue = op.get("/tickets").json()
     assert [t["ticket_id"] for t in queue] == [opened["ticket_id"]]
-    resolved = client.post(f"/tickets/{opened['ticket_id']}/resolve", json={"resolution": "called back"})
+    assert tech1.get("/tickets").status_code == 403 and as_["home2"].get("/tickets").status_code == 403
+    resolved = op.post(f"/tickets/{opened['ticket_id']}/resolve", json={"resolution": "called back"})
     assert resolved.json()["status"] == "resolved"
-    assert client.post(f"/tickets/{opened['ticket_id']}/resolve", json={"resolution": "again"}).status_code == 409
-    jobs = client.get("/technicians/tech-1/jobs").json()
+    assert op.post(f"/tickets/{opened['ticket_id']}/resolve", json={"resolution": "again"}).status_code == 409
+    jobs = tech1.get("/technicians/tech-1/jobs").json()
     assert len(jobs) == 1 and jobs[0]["device_id"] == "ac-1"
-    assert client.post(f"/technicians/tech-2/jobs/{jobs[0]['booking_id']}/complete",
-                       json={"diagnosis": "x"}).status_code == 404
-    done = client.post(f"/technicians/tech-1/jobs/{jobs[0]['booking_id']}/complete",
-                       json={"diagnosis": "filter replaced"})
+    # The technician sees the device of their job, and nothing else.
+    assert [d["device_id"] for d in tech1.get("/devices").json()] == ["ac-1"]
+    assert tech1.get("/devices/ac-1").status_code == 200 and tech1.get("/devices/rc-1").status_code == 404
+    assert as_["tech2"].post(f"/technicians/tech-2/jobs/{jobs[0]['booking_id']}/complete",
+                             json={"diagnosis": "x"}).status_code == 404
+    done = tech1.post(f"/technicians/tech-1/jobs/{jobs[0]['booking_id']}/complete",
+                      json={"diagnosis": "filter replaced"})
     assert done.status_code == 200 and done.json()["status"] == "completed"
-    assert client.get("/technicians/nobody/jobs").status_code == 404
+    assert op.get("/technicians/nobody/jobs").status_code == 404
 
 
 def test_dead_letters_are_visible(client: TestClient, runtime: Runtime) -> None:
