@@ -75,7 +75,10 @@ def _no_control_characters(text: str) -> str:
     return text
 
 
-Text = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_no_control_characters)]
+#: The same rule as ``_no_control_characters``, stated in the OpenAPI schema for clients.
+_PROSE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]*$"
+Text = Annotated[str, Field(min_length=1, max_length=4000, json_schema_extra={"pattern": _PROSE}),
+                 AfterValidator(_no_control_characters)]
 
 
 class PersonRequest(_Body):
@@ -102,6 +105,23 @@ class PrincipalOut(BaseModel):
     display_name: str
     household_id: str | None
     technician_id: str | None
+
+
+class Problem(BaseModel):
+    """What went wrong, in words."""
+
+    detail: str
+
+
+#: Answers every route may give besides its own: documented so clients (and schemathesis) expect them.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "not signed in (or the token expired)"},
+    403: {"model": Problem, "description": "signed in with a role that may not do this"},
+    404: {"model": Problem, "description": "no such object, or it belongs to someone else"},
+    409: {"model": Problem, "description": "the object's state does not allow this"},
+    413: {"model": Problem, "description": "request body too large"},
+    429: {"model": Problem, "description": "too many requests; see Retry-After"},
+}
 
 
 class LoginResult(BaseModel):
@@ -140,7 +160,8 @@ def create_app(rt: Runtime, *, auth_clock: Clock | None = None) -> FastAPI:
                 secret_key=settings.secret_key)
     app = FastAPI(title="Foresight", version="0.1.0",
                   description="Predictive, proactive service for smart home appliances. "
-                              "Sign in with `POST /auth/login`, then send `Authorization: Bearer <token>`.")
+                              "Sign in with `POST /auth/login`, then send `Authorization: Bearer <token>`.",
+                  responses=ERRORS)
     app.state.gate = gate
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
@@ -159,8 +180,7 @@ def create_app(rt: Runtime, *, auth_clock: Clock | None = None) -> FastAPI:
 
     # -- sign-in ------------------------------------------------------------------------------
 
-    @app.post("/auth/login", tags=["auth"], responses={401: {"description": "wrong user or password"},
-                                                       429: {"description": "too many attempts"}})
+    @app.post("/auth/login", tags=["auth"])
     def login(request: Request, body: Login) -> LoginResult:
         """Exchange a user id and password for a bearer token (valid ``FORESIGHT_TOKEN_TTL_H`` hours)."""
         gate.check_login_rate(request, body.user_id)
