@@ -146,12 +146,13 @@ def render(template: str, language: str, *, kind: str, mode: str | None = None,
     """The (title, body) of ``template`` in ``language`` (English when the language is unknown).
 
     ``kind`` and ``mode`` fill ``appliance``, ``mode_label``, and — when the mode has texts —
-    ``noticed`` and ``todo`` (explicit ``values`` win). KeyError names a missing placeholder.
+    ``noticed`` and ``todo`` (explicit ``values`` win; empty otherwise). KeyError names a
+    missing placeholder.
     """
     lang = language if language in LANGUAGES else "en"
     title, body = TEMPLATES[template][lang]
     appliance = APPLIANCE.get(kind, {}).get(lang) or kind.replace("_", " ").capitalize()
-    fields: dict[str, object] = {"appliance": appliance,
+    fields: dict[str, object] = {"appliance": appliance, "noticed": "", "todo": "",
                                  "appliance_lower": appliance if lang == "zh" else appliance.lower()}
     if mode is not None:
         fields["mode_label"] = mode_label(mode, lang)

@@ -23,7 +23,8 @@ def test_register_jobs_uses_explicit_ids_and_replaces(service: ActionService) ->
     try:
         ids = register_jobs(scheduler, service=service, interval_s=60, name="t1")
         again = register_jobs(scheduler, service=service, interval_s=30, name="t1")
-        assert ids == again == ["actions.mark_due_bookings:t1", "actions.close_recovered_cases:t1"]
+        assert ids == again == [f"actions.{f.__name__}:t1" for f in jobs.JOBS]
+        assert "actions.deliver_webhooks:t1" in ids and "actions.escalate_tickets:t1" in ids
         assert sorted(j.id for j in scheduler.get_jobs()) == sorted(ids)
         assert all(j.args == ("t1",) for j in scheduler.get_jobs())
         assert {j.trigger.interval for j in scheduler.get_jobs()} == {timedelta(seconds=30)}
