@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import copy
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -75,8 +76,13 @@ class HouseholdPrefs:
         return DeliveryPrefs(timezone=self.timezone, quiet=quiet, channels=self.channels)
 
     def public(self) -> HouseholdPrefs:
-        """The same preferences without the webhook secret."""
-        return replace(self, webhook_secret=None) if self.webhook_secret else self
+        """The same preferences without the webhook secret (for showing them; not valid to save)."""
+        if not self.webhook_secret:
+            return self
+        shown = copy.copy(self)
+        # Bypasses __post_init__ on purpose: a copy for display only, never saved.
+        object.__setattr__(shown, "webhook_secret", None)
+        return shown
 
 
 def _from_row(row: HouseholdRow) -> HouseholdPrefs:

@@ -189,6 +189,9 @@ class NotificationsMixin(ServiceCore):
         if row.ticket_id is not None:
             existing = s.get(TicketRow, row.ticket_id)
             if existing is not None and existing.status == "open" and existing.human_only:
+                if message.strip():  # a second tap adds what they said; nothing is lost
+                    existing.context = {**existing.context, "messages": [
+                        *existing.context.get("messages", []), {"at": now.isoformat(), "text": message[:2000]}]}
                 return existing
         device = s.get(DeviceRow, row.device_id)
         case = s.get(CaseRow, row.case_id) if row.case_id is not None else None
@@ -199,7 +202,9 @@ class NotificationsMixin(ServiceCore):
             code=row.code, case_id=None, human_only=True, notification_id=row.id,
             features=case.features if case else None, now=now,
             subject=f"Customer asks for a person: {row.title}"[:200],
-            context={"message": message[:2000], "notification": _note_json(row),
+            context={"message": message[:2000],
+                     "messages": [{"at": now.isoformat(), "text": message[:2000]}] if message.strip() else [],
+                     "notification": _note_json(row),
                      "device": device_info(device, row.device_id),
                      "readings": readings_summary(s, row.device_id, last_n=self._readings_in_context),
                      "open_cases": [case_json(c) for c in s.scalars(select(CaseRow).where(
