@@ -18,7 +18,6 @@ from sqlalchemy.exc import IntegrityError
 
 from ingest.db import DeviceRow
 
-from .booking import SLOT
 from .context import device_info, readings_summary
 from .core import ServiceCore, get_row
 from .db import BookingRow, CaseRow, DecisionLogRow, LabelRow
@@ -95,7 +94,7 @@ class VisitsMixin(ServiceCore):
         raise NoSlot(f"no technician can visit {device_id}", ticket_id=ticket_id)
 
     def reschedule_booking(self, booking_id: int, *, start: datetime | None = None) -> Booking:
-        """Move a visit to ``start``, or to the earliest fitting slot after its current start.
+        """Move a visit to ``start``, or to the earliest fitting slot after its current end.
 
         The visit keeps its id; the household is told. SlotTaken when ``start`` is not free,
         NoSlot when there is no later slot.
@@ -112,7 +111,7 @@ class VisitsMixin(ServiceCore):
                     device_id=row.device_id, household_id=row.household_id, mode=row.mode,
                     skill=skill_for(kind, row.mode),
                     service_area=(device.service_area if device else None) or "",
-                    earliest=max(now + self._booking_lead, row.start_at + SLOT),
+                    earliest=max(now + self._booking_lead, row.end_at),
                     deadline=now + self._booking_window, duration=row.end_at - row.start_at,
                     reason=row.reason or "", case_id=row.case_id)
                 if not move_booking(s, row, request, start=start):
