@@ -39,9 +39,9 @@ def near(**kw: Any) -> Prediction:
 
 
 def add_device(engine: Engine, device_id: str, kind: str, *, household_id: str | None = "h-1",
-               service_area: str | None = "north") -> None:
+               service_area: str | None = "north", model: str = "X-1") -> None:
     with sessionmaker(engine).begin() as s:
-        s.add(DeviceRow(device_id=device_id, kind=kind, model="X-1", firmware="1.0",
+        s.add(DeviceRow(device_id=device_id, kind=kind, model=model, firmware="1.0",
                         household_id=household_id, service_area=service_area, status="online"))
 
 
