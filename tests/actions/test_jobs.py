@@ -70,3 +70,57 @@ def test_jobs_run_on_a_started_scheduler(service: ActionService, clock: ManualCl
     finally:
         unregister_jobs(scheduler, name="t3")
         scheduler.shutdown(wait=True)
+
+
+def test_jobs_live_in_a_persistent_store_once(service: ActionService, engine) -> None:  # type: ignore[no-untyped-def]
+    """On the database's job store (table from the migrations): a restart replaces, never duplicates."""
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from sqlalchemy import func, select
+
+    from actions.db import SCHEDULER_JOBS
+
+    def scheduler() -> BackgroundScheduler:
+        s = BackgroundScheduler(timezone="UTC")
+        s.add_jobstore(SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs"), "default")
+        s.start(paused=True)
+        return s
+
+    first = scheduler()
+    try:
+        ids = register_jobs(first, service=service, interval_s=60, name="p1")
+    finally:
+        first.shutdown(wait=False)
+    second = scheduler()  # "after a restart"
+    try:
+        assert sorted(j.id for j in second.get_jobs()) == sorted(ids)  # found in the database
+        register_jobs(second, service=service, interval_s=30, name="p1")
+        assert len(second.get_jobs()) == len(ids)
+        assert {j.trigger.interval for j in second.get_jobs()} == {timedelta(seconds=30)}
+        with engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(SCHEDULER_JOBS)) == len(ids)
+        unregister_jobs(second, name="p1")
+        assert second.get_jobs() == []
+    finally:
+        second.shutdown(wait=False)
+
+
+def test_the_webhook_job_delivers_on_a_running_scheduler(service: ActionService, clock: ManualClock) -> None:
+    from actions import HouseholdPrefs
+    from tests.fakes import RecordingSender
+
+    service.upsert_household(HouseholdPrefs(household_id="h-1", channels=frozenset({"in_app", "webhook"}),
+                                            webhook_url="http://127.0.0.1:9/hook", webhook_secret="x" * 20))
+    service.handle([near(ts=clock.now())])
+    sender = RecordingSender()
+    scheduler = BackgroundScheduler(timezone="UTC")
+    register_jobs(scheduler, service=service, interval_s=0.05, name="t4", sender=sender)
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not sender.sent and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(sender.sent) == 1
+        assert [e.status for e in service.outbox_for_household("h-1")] == ["delivered"]
+    finally:
+        unregister_jobs(scheduler, name="t4")
+        scheduler.shutdown(wait=True)
