@@ -37,6 +37,7 @@ from predictors.registry import ModelVersionRow
 
 from .api import create_app
 from .broker import EmbeddedBroker
+from .demo_people import seed_demo_households
 from .runtime import Runtime, build_runtime
 from .settings import Settings
 from .training import train_on_simulation
@@ -102,6 +103,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     rt.store.register_devices(DeviceInfo(**row) for row in fleet.manifest())  # type: ignore[arg-type]
     write_manifest_csv(demo_dir / "manifest.csv", fleet.devices)
     rt.seed_technicians(list(DEMO_TECHNICIANS))
+    seed_demo_households(rt, fleet)
 
     server, server_thread = (None, None)
     publisher = Publisher(fleet=fleet, host=host, port=port, now=clock.now)
