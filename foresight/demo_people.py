@@ -18,7 +18,7 @@ def demo_households(fleet: Fleet) -> list[HouseholdPrefs]:
     keep quiet hours at night (alerts wait until morning, safety does not); every fifth is home
     for a visit only on weekday evenings and Saturdays.
     """
-    ids = sorted({d.spec.household_id for d in fleet.devices if d.spec.household_id})
+    ids = sorted({d.household_id for d in fleet.devices if d.household_id})
     out = []
     for i, household_id in enumerate(ids):
         chinese = i % 2 == 1
