@@ -24,16 +24,29 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from actions import Booking, InvalidState, NotFound, Notification, Ticket
+from actions import (
+    BOOKING_OUTCOMES,
+    TICKET_OUTCOMES,
+    AvailabilityWindow,
+    Booking,
+    HouseholdPrefs,
+    InvalidState,
+    NoSlot,
+    NotFound,
+    Notification,
+    NotificationActionResult,
+    TechnicianJob,
+    Ticket,
+)
 from ingest.clock import Clock, SystemClock
 from ingest.contract import PROFILES
 from ingest.presence import Presence
@@ -86,12 +99,93 @@ class PersonRequest(_Body):
     device_id: str | None = Field(default=None, max_length=64)
 
 
+Part = Annotated[str, Field(min_length=1, max_length=64, json_schema_extra={"pattern": _PROSE}),
+                 AfterValidator(_no_control_characters)]
+#: JSON carries times as ISO 8601 text; strict mode would refuse text for a datetime.
+When = Annotated[AwareDatetime, Field(strict=False)]
+NotificationAction = Literal["acknowledge", "snooze", "done", "book", "wrong", "talk_to_person"]
+BookingOutcome = Literal[BOOKING_OUTCOMES]  # type: ignore[valid-type]
+TicketOutcome = Literal[TICKET_OUTCOMES]  # type: ignore[valid-type]
+
+
+class ActionRequest(_Body):
+    """A homeowner's tap on a notification. ``snooze`` needs ``snooze_until`` (at most 14 days ahead)."""
+
+    action: NotificationAction
+    snooze_until: When | None = None
+    message: Annotated[Text, Field(max_length=2000)] | None = None
+
+
 class Completion(_Body):
     diagnosis: Text
+    outcome: BookingOutcome = "confirmed_fault"
+    parts: list[Part] = Field(default_factory=list, max_length=20)
 
 
 class Resolution(_Body):
+    """What a person did: ``action`` notify (the household gets ``message`` or the resolution), book, dismiss."""
+
     resolution: Text
+    action: Literal["dismiss", "notify", "book"] = "dismiss"
+    outcome: TicketOutcome | None = None
+    message: Annotated[Text, Field(max_length=2000)] | None = None
+
+
+class Cancellation(_Body):
+    reason: Annotated[Text, Field(max_length=500)]
+
+
+class Reschedule(_Body):
+    """``start`` None: the next earliest slot that fits."""
+
+    start: When | None = None
+
+
+HHMM = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class Window(_Body):
+    # JSON Schema counts 3.0 as an integer; so does this (strict mode would not).
+    weekdays: list[Annotated[int, Field(ge=0, le=6, strict=False)]] = Field(min_length=1, max_length=7)
+    start: HHMM
+    end: HHMM
+
+
+class PreferencesIn(_Body):
+    """A household's preferences. ``webhook_secret`` omitted: the saved one is kept."""
+
+    name: str = Field(default="", max_length=128, json_schema_extra={"pattern": _PROSE})
+    language: Literal["en", "zh"] = "en"
+    timezone: str = Field(default="UTC", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_+\-/]+$")
+    quiet_start: HHMM | None = None
+    quiet_end: HHMM | None = None
+    channels: list[Literal["in_app", "webhook"]] = Field(default_factory=lambda: ["in_app"], max_length=2)
+    webhook_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://[^\s]+$")
+    webhook_secret: str | None = Field(default=None, min_length=16, max_length=256,
+                                       pattern=r"^[\x21-\x7e]+$")
+    availability: list[Window] = Field(default_factory=list, max_length=14)
+
+
+class PreferencesOut(BaseModel):
+    household_id: str
+    name: str
+    language: str
+    timezone: str
+    quiet_start: str | None
+    quiet_end: str | None
+    channels: list[str]
+    webhook_url: str | None
+    #: The secret itself is never shown again.
+    webhook_secret_set: bool
+    availability: list[dict[str, Any]]
+
+
+def _prefs_out(p: HouseholdPrefs) -> PreferencesOut:
+    return PreferencesOut(household_id=p.household_id, name=p.name, language=p.language, timezone=p.timezone,
+                          quiet_start=p.quiet_start, quiet_end=p.quiet_end, channels=sorted(p.channels),
+                          webhook_url=p.webhook_url, webhook_secret_set=bool(p.webhook_secret),
+                          availability=[{"weekdays": sorted(w.weekdays), "start": w.start, "end": w.end}
+                                        for w in p.availability])
 
 
 class Login(_Body):
@@ -108,9 +202,10 @@ class PrincipalOut(BaseModel):
 
 
 class Problem(BaseModel):
-    """What went wrong, in words."""
+    """What went wrong, in words (``ticket_id``: the ticket opened for a person, when one was)."""
 
     detail: str
+    ticket_id: int | None = None
 
 
 #: Answers every route may give besides its own: documented so clients (and schemathesis) expect them.
@@ -172,6 +267,17 @@ def create_app(rt: Runtime, *, auth_clock: Clock | None = None) -> FastAPI:
     @app.exception_handler(InvalidState)
     def _conflict(request: Request, exc: InvalidState) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(NoSlot)
+    def _no_slot(request: Request, exc: NoSlot) -> JSONResponse:
+        return JSONResponse({"detail": f"{exc}; a person will arrange it (ticket {exc.ticket_id})"
+                             if exc.ticket_id else str(exc), "ticket_id": exc.ticket_id}, status_code=409)
+
+    @app.exception_handler(ValueError)
+    def _bad_value(request: Request, exc: ValueError) -> JSONResponse:
+        # The actions services raise ValueError for a request they cannot honour as asked
+        # (a snooze in the past, a resolution without words): the caller's to fix, a 422.
+        return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.exception_handler(RateLimited)
     def _too_many(request: Request, exc: RateLimited) -> JSONResponse:
@@ -302,7 +408,8 @@ def create_app(rt: Runtime, *, auth_clock: Clock | None = None) -> FastAPI:
                               "description": "Server-sent events: `event: notification`, `id:` the notification id"}})
     async def notification_stream(request: Request, household_id: Key,
                                   after: int = Query(default=0, ge=0, le=2**63 - 1)) -> StreamingResponse:
-        """Live notifications for a household over SSE; resumes after ``Last-Event-ID`` (or ``after``)."""
+        """Live notifications over SSE: each new or changed notification (``data.event`` created /
+        updated), ``id:`` the feed position; resumes after ``Last-Event-ID`` (or ``after``)."""
         who = await run_in_threadpool(gate.principal, request)
         own_household(who, household_id, operator_reads=True)
         last = request.headers.get("last-event-id", "")
@@ -315,22 +422,16 @@ def create_app(rt: Runtime, *, auth_clock: Clock | None = None) -> FastAPI:
         started = idle_since = loop.time()
         yield "retry: 3000\n\n"
         while loop.time() - started < STREAM_MAX_S and not await request.is_disconnected():
-            fresh = await run_in_threadpool(notification_feed, household_id, cursor)
-            for n in fresh:
-                cursor = n.notification_id
-                yield f"id: {cursor}\nevent: notification\ndata: {json.dumps(jsonable_encoder(n))}\n\n"
+            fresh = await run_in_threadpool(rt.actions.feed_after, household_id, cursor, limit=100)
+            for item in fresh:
+                cursor = item.feed_id
+                data = json.dumps({"event": item.event, **jsonable_encoder(item.notification)})
+                yield f"id: {cursor}\nevent: notification\ndata: {data}\n\n"
                 idle_since = loop.time()
             if loop.time() - idle_since >= STREAM_KEEPALIVE_S:
                 yield ": keep-alive\n\n"
                 idle_since = loop.time()
             await asyncio.sleep(STREAM_POLL_S)
-
-    def notification_feed(household_id: str, after_id: int) -> list[Notification]:
-        feed = getattr(rt.actions, "notification_feed", None)
-        if feed is not None:
-            return list(feed(household_id, after_id=after_id, limit=100))
-        return sorted((n for n in rt.actions.notifications_for_household(household_id)
-                       if n.notification_id > after_id), key=lambda n: n.notification_id)
 
     @app.post("/households/{household_id}/notifications/{notification_id}/status", tags=["homeowner"])
     def notification_status(household_id: Key, notification_id: Id, body: StatusChange,
@@ -339,6 +440,46 @@ def create_app(rt: Runtime, *, auth_clock: Clock | None = None) -> FastAPI:
         own_household(who, household_id)
         owned_notification(household_id, notification_id)
         return rt.actions.set_notification_status(notification_id, body.status)
+
+    @app.post("/households/{household_id}/notifications/{notification_id}/actions", tags=["homeowner"])
+    def notification_action(household_id: Key, notification_id: Id, body: ActionRequest,
+                            who: Caller) -> NotificationActionResult:
+        """One tap on a notification: acknowledge, snooze, done, book a technician, this is wrong,
+        or talk to a person (always a ticket for a human, never answered by automation)."""
+        own_household(who, household_id)
+        return rt.actions.notification_action(notification_id, body.action, household_id=household_id,
+                                              snooze_until=body.snooze_until, message=body.message or "")
+
+    @app.get("/households/{household_id}/tickets", tags=["homeowner"])
+    def household_tickets(household_id: Key, who: Caller) -> list[Ticket]:
+        """The household's requests to a person and other tickets about its appliances, open first."""
+        own_household(who, household_id, operator_reads=True)
+        return household_ticket_list(household_id)
+
+    def household_ticket_list(household_id: str) -> list[Ticket]:
+        return (rt.actions.tickets(status="open", household_id=household_id)
+                + rt.actions.tickets(status="resolved", household_id=household_id, limit=20))
+
+    @app.get("/households/{household_id}/preferences", tags=["homeowner"])
+    def get_preferences(household_id: Key, who: Caller) -> PreferencesOut:
+        """Channels, quiet hours, language, time zone and when someone is home for a visit."""
+        own_household(who, household_id, operator_reads=True)
+        return _prefs_out(rt.actions.household(household_id))
+
+    @app.put("/households/{household_id}/preferences", tags=["homeowner"])
+    def put_preferences(household_id: Key, body: PreferencesIn, who: Caller) -> PreferencesOut:
+        """Replace the household's preferences (safety messages still arrive during quiet hours)."""
+        own_household(who, household_id)
+        return _prefs_out(save_preferences(household_id, body))
+
+    def save_preferences(household_id: str, body: PreferencesIn) -> HouseholdPrefs:
+        current = rt.actions.household(household_id)
+        return rt.actions.upsert_household(HouseholdPrefs(
+            household_id=household_id, name=body.name, language=body.language, timezone=body.timezone,
+            quiet_start=body.quiet_start, quiet_end=body.quiet_end, channels=frozenset(body.channels),
+            webhook_url=body.webhook_url, webhook_secret=body.webhook_secret or current.webhook_secret,
+            availability=tuple(AvailabilityWindow(weekdays=frozenset(w.weekdays), start=w.start, end=w.end)
+                               for w in body.availability)))
 
     @app.post("/households/{household_id}/talk-to-person", tags=["homeowner"], status_code=201)
     def talk_to_person(household_id: Key, body: PersonRequest, who: Caller) -> Ticket:
@@ -370,12 +511,19 @@ def create_app(rt: Runtime, *, auth_clock: Clock | None = None) -> FastAPI:
             raise HTTPException(404, f"technician {technician_id} not found")
         return rt.actions.bookings_for_technician(technician_id)
 
+    @app.get("/technicians/{technician_id}/schedule", tags=["technician"])
+    def technician_schedule(technician_id: Key, who: Caller,
+                            day: date | None = Query(default=None)) -> list[TechnicianJob]:
+        """Active and overdue visits (of one UTC day, if given) with the device, diagnosis and readings."""
+        own_technician(who, technician_id, operator_reads=True)
+        return rt.actions.technician_jobs(technician_id, day=day)
+
     @app.post("/technicians/{technician_id}/jobs/{booking_id}/complete", tags=["technician"])
     def complete_job(technician_id: Key, booking_id: Id, body: Completion, who: Caller) -> Booking:
-        """The technician finished the visit and says what they found."""
+        """The technician finished the visit: what they found (the outcome is a label) and the parts used."""
         own_technician(who, technician_id)
         owned_booking(technician_id, booking_id)
-        return rt.actions.complete_booking(booking_id, body.diagnosis)
+        return rt.actions.complete_booking(booking_id, body.diagnosis, outcome=body.outcome, parts=body.parts)
 
     def owned_booking(technician_id: str, booking_id: int) -> Booking:
         booking = rt.actions.booking(booking_id)
@@ -397,9 +545,21 @@ def create_app(rt: Runtime, *, auth_clock: Clock | None = None) -> FastAPI:
 
     @app.post("/tickets/{ticket_id}/resolve", tags=["operator"])
     def resolve(ticket_id: Id, body: Resolution, who: Operator) -> Ticket:
-        """Resolve a ticket with what was done."""
-        return rt.actions.resolve_ticket(ticket_id, body.resolution)
+        """Resolve a ticket: what was done, what happens next (notify / book / dismiss), the label."""
+        return rt.actions.resolve_ticket(ticket_id, body.resolution, action=body.action, outcome=body.outcome,
+                                         message=body.message)
 
-    mount_web(app, rt=rt, gate=gate, visible_device=visible_device, owned_notification=owned_notification,
-              owned_booking=owned_booking, open_person_ticket=open_person_ticket)
+    @app.post("/bookings/{booking_id}/reschedule", tags=["operator"])
+    def reschedule(booking_id: Id, body: Reschedule, who: Operator) -> Booking:
+        """Move a visit to ``start``, or to the next earliest slot that fits (409 when taken or none)."""
+        return rt.actions.reschedule_booking(booking_id, start=body.start)
+
+    @app.post("/bookings/{booking_id}/cancel", tags=["operator"])
+    def cancel(booking_id: Id, body: Cancellation, who: Operator) -> Booking:
+        """Cancel a visit, saying why."""
+        return rt.actions.cancel_booking(booking_id, reason=body.reason, by="operator")
+
+    mount_web(app, rt=rt, gate=gate, visible_device=visible_device, owned_booking=owned_booking,
+              open_person_ticket=open_person_ticket, household_tickets=household_ticket_list,
+              save_preferences=save_preferences)
     return app

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -20,10 +20,12 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from actions import InvalidState, NotFound
+from actions import BOOKING_OUTCOMES, RESOLUTION_ACTIONS, TICKET_OUTCOMES, InvalidState, NoSlot, NotFound
 
+from ..api import PreferencesIn, Window
 from ..auth import InvalidCredentials, Principal, Role
 from ..runtime import Runtime
 from ..security import SESSION_COOKIE, Gate, RateLimited, csrf_token, own_technician, require_role
@@ -36,7 +38,20 @@ _HERE = Path(__file__).parent
 _HEALTH_WORDS = {"ok": "Working well", "watch": "Keep an eye on it", "at_risk": "Needs care soon",
                  "needs_attention": "We are checking its data", "unknown": "Not enough data yet"}
 _HOME = {Role.HOMEOWNER: "/home", Role.TECHNICIAN: "/tech", Role.OPERATOR: "/ops"}
-_ACTIONS = {"acknowledged": "Got it", "done": "Done — I cleaned it", "dismissed": "This is wrong"}
+#: Button words for the homeowner's actions on a notification, in the order shown.
+_ACTIONS = {"acknowledge": "Got it", "snooze": "Remind me tomorrow", "done": "Done — I cleaned it",
+            "book": "Book a technician", "wrong": "This is wrong", "talk_to_person": "Talk to a person"}
+#: What a notification's status means, said to the homeowner.
+_STATUS_WORDS = {"acknowledged": "You said: got it", "snoozed": "We will remind you", "done": "You fixed it — thank you",
+                 "wrong": "You told us this is wrong — thank you", "booked": "A technician visit is booked",
+                 "talked": "A person is on it", "dismissed": "Dismissed"}
+_BOOKING_OUTCOME_WORDS = {"confirmed_fault": "Fault confirmed and fixed", "part_replaced": "Part replaced",
+                          "no_fault_found": "No fault found"}
+_TICKET_OUTCOME_WORDS = {"confirmed_fault": "Fault confirmed", "no_fault_found": "No fault found",
+                         "part_replaced": "Part replaced", "fixed_by_homeowner": "Fixed by the homeowner",
+                         "false_alarm": "False alarm"}
+_RESOLUTION_WORDS = {"dismiss": "Close — nothing more to do", "notify": "Send the household a message",
+                     "book": "Book a technician visit"}
 _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
                                "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
@@ -71,8 +86,8 @@ def _when(value: datetime | str | None) -> str:
 
 
 def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable[..., Any],
-              owned_notification: Callable[..., Any], owned_booking: Callable[..., Any],
-              open_person_ticket: Callable[..., Any]) -> None:
+              owned_booking: Callable[..., Any], open_person_ticket: Callable[..., Any],
+              household_tickets: Callable[..., Any], save_preferences: Callable[..., Any]) -> None:
     """Add the pages, their static files and their error handling to ``app``."""
     env = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html"]))
     env.filters.update(human=_human, when=_when, pct=lambda p: "" if p is None else f"{p * 100:.0f} %",
@@ -164,9 +179,11 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         hid = session.principal.household_id or ""
         devices = device_health(rt, rt.store.devices(household_id=hid, now=rt.clock.now()))
         notes = rt.actions.notifications_for_household(hid)
+        feed = rt.actions.feed_after(hid, 0, limit=1_000_000)
         return render(request, "home.html", session=session, devices=devices, notifications=notes,
-                      actions=_ACTIONS, flash=flash[:200], household_id=hid,
-                      after=max((n.notification_id for n in notes), default=0))
+                      actions=_ACTIONS, status_words=_STATUS_WORDS, flash=flash[:200], household_id=hid,
+                      after=max((f.feed_id for f in feed), default=0), tickets=household_tickets(hid),
+                      buttons=_buttons)
 
     @app.post("/home/notifications/{notification_id}", include_in_schema=False)
     async def notification_action(request: Request, notification_id: int) -> Response:
@@ -174,17 +191,25 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         session = page_session(request, Role.HOMEOWNER)
         checked(session, data)
         hid = session.principal.household_id or ""
-        note = await _in_thread(owned_notification, hid, notification_id)
         action = data.get("action", "")
-        if action == "talk":
-            message = data.get("message", "").strip() or f"I would like to talk to a person about: {note.title}"
-            ticket = await _in_thread(open_person_ticket, hid, message=message[:2000], device_id=note.device_id)
-            flash = f"A person will get back to you soon (request #{ticket.ticket_id})."
-        elif action in _ACTIONS:
-            await _in_thread(rt.actions.set_notification_status, notification_id, action)
-            flash = f"Thanks — noted: {_ACTIONS[action]}."
-        else:
+        if action not in _ACTIONS:
             raise HTTPException(422, "unknown action")
+        until = rt.clock.now() + timedelta(days=1) if action == "snooze" else None
+        try:
+            result = await _in_thread(rt.actions.notification_action, notification_id, action, household_id=hid,
+                                      snooze_until=until, message=data.get("message", "").strip()[:2000])
+        except NoSlot as exc:
+            flash = ("No technician is free in time, so a person will arrange the visit with you"
+                     + (f" (request #{exc.ticket_id})." if exc.ticket_id else "."))
+            return RedirectResponse(f"/home?flash={quote(flash)}", status_code=303)
+        if result.ticket is not None and action == "talk_to_person":
+            flash = f"A person will get back to you soon (request #{result.ticket.ticket_id})."
+        elif result.booking is not None:
+            flash = f"A technician visit is booked for {_when(result.booking.start)}."
+        elif result.ticket is not None:
+            flash = f"No technician is free in time; a person will arrange it (request #{result.ticket.ticket_id})."
+        else:
+            flash = f"Thanks — noted: {_ACTIONS[action]}."
         return RedirectResponse(f"/home?flash={quote(flash)}", status_code=303)
 
     @app.post("/home/talk", include_in_schema=False)
@@ -199,6 +224,37 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         flash = f"A person will get back to you soon (request #{ticket.ticket_id})."
         return RedirectResponse(f"/home?flash={quote(flash)}", status_code=303)
 
+    @app.get("/home/settings", include_in_schema=False)
+    def home_settings(request: Request, flash: str = "", error: str = "") -> HTMLResponse:
+        session = page_session(request, Role.HOMEOWNER)
+        prefs = rt.actions.household(session.principal.household_id or "")
+        return render(request, "settings.html", session=session, prefs=prefs, flash=flash[:200],
+                      error=error[:300], status=422 if error else 200)
+
+    @app.post("/home/settings", include_in_schema=False)
+    async def home_settings_save(request: Request) -> Response:
+        data = await form(request)
+        session = page_session(request, Role.HOMEOWNER)
+        checked(session, data)
+        hid = session.principal.household_id or ""
+        channels = ["in_app"] + (["webhook"] if data.get("webhook") == "on" else [])
+        quiet = data.get("quiet") == "on"
+        current = await _in_thread(rt.actions.household, hid)
+        try:
+            body = PreferencesIn(name=data.get("name", "").strip(), language=data.get("language", "en"),
+                                 timezone=data.get("timezone", "UTC").strip() or "UTC",
+                                 quiet_start=data.get("quiet_start") if quiet else None,
+                                 quiet_end=data.get("quiet_end") if quiet else None, channels=channels,
+                                 webhook_url=data.get("webhook_url", "").strip() or None,
+                                 webhook_secret=data.get("webhook_secret", "").strip() or None,
+                                 availability=[Window(weekdays=sorted(w.weekdays), start=w.start, end=w.end)
+                                               for w in current.availability])
+            await _in_thread(save_preferences, hid, body)
+        except (ValidationError, ValueError) as exc:
+            words = "; ".join(e["msg"] for e in exc.errors()) if isinstance(exc, ValidationError) else str(exc)
+            return RedirectResponse(f"/home/settings?error={quote(words[:300])}", status_code=303)
+        return RedirectResponse(f"/home/settings?flash={quote('Saved.')}", status_code=303)
+
     # -- technician ---------------------------------------------------------------------------
 
     @app.get("/tech", include_in_schema=False)
@@ -206,15 +262,13 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         session = page_session(request, Role.TECHNICIAN)
         tid = session.principal.technician_id or ""
         own_technician(session.principal, tid)
-        jobs = rt.actions.bookings_for_technician(tid)
         today = rt.clock.now().date()
-        active = [b for b in jobs if b.status in ("scheduled", "due")]
-        todays = [b for b in active if b.start.date() <= today]
-        later = [b for b in active if b.start.date() > today]
-        done = [b for b in jobs if b.status == "completed"][-5:]
-        context = {b.booking_id: _job_context(rt, b) for b in todays + later}
+        jobs = rt.actions.technician_jobs(tid)
+        todays = [j for j in jobs if j.booking.start.date() <= today or j.booking.status == "overdue"]
+        later = [j for j in jobs if j not in todays]
+        done = [b for b in rt.actions.bookings_for_technician(tid) if b.status == "completed"][-5:]
         return render(request, "tech.html", session=session, todays=todays, later=later, done=done,
-                      context=context, flash=flash[:200], today=today)
+                      flash=flash[:200], today=today, outcomes=_BOOKING_OUTCOME_WORDS)
 
     @app.post("/tech/jobs/{booking_id}/complete", include_in_schema=False)
     async def tech_complete(request: Request, booking_id: int) -> Response:
@@ -222,8 +276,12 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         session = page_session(request, Role.TECHNICIAN)
         checked(session, data)
         await _in_thread(owned_booking, session.principal.technician_id or "", booking_id)
-        outcome = text_field(data, "outcome", max_len=4000)
-        await _in_thread(rt.actions.complete_booking, booking_id, outcome)
+        notes = text_field(data, "notes", max_len=4000)
+        outcome = data.get("outcome", "")
+        if outcome not in BOOKING_OUTCOMES:
+            raise HTTPException(422, "please choose what you found")
+        parts = [p.strip()[:64] for p in data.get("parts", "").split(",") if p.strip()][:20]
+        await _in_thread(rt.actions.complete_booking, booking_id, notes, outcome=outcome, parts=parts)
         return RedirectResponse(f"/tech?flash={quote(f'Job #{booking_id} completed. Thank you.')}", status_code=303)
 
     # -- operator -----------------------------------------------------------------------------
@@ -232,7 +290,7 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
     def ops(request: Request, flash: str = "") -> HTMLResponse:
         session = page_session(request, Role.OPERATOR)
         return render(request, "ops_queue.html", session=session, tickets=rt.actions.open_tickets(),
-                      flash=flash[:200])
+                      flash=flash[:200], hours_left=lambda t: (t - rt.clock.now()).total_seconds() / 3600)
 
     @app.get("/ops/tickets/{ticket_id}", include_in_schema=False)
     def ops_ticket(request: Request, ticket_id: int) -> HTMLResponse:
@@ -244,7 +302,8 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         household = ticket.household_id
         notes = rt.actions.notifications_for_household(household)[:5] if household else []
         return render(request, "ops_ticket.html", session=session, ticket=ticket, ctx=ticket.context,
-                      charts=charts, notifications=notes)
+                      charts=charts, notifications=notes, next_words=_RESOLUTION_WORDS,
+                      outcomes=_TICKET_OUTCOME_WORDS)
 
     @app.post("/ops/tickets/{ticket_id}/resolve", include_in_schema=False)
     async def ops_resolve(request: Request, ticket_id: int) -> Response:
@@ -252,7 +311,16 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         session = page_session(request, Role.OPERATOR)
         checked(session, data)
         resolution = text_field(data, "resolution", max_len=4000)
-        await _in_thread(rt.actions.resolve_ticket, ticket_id, resolution)
+        action = data.get("next", "dismiss")
+        outcome = data.get("outcome") or None
+        if action not in RESOLUTION_ACTIONS or (outcome is not None and outcome not in TICKET_OUTCOMES):
+            raise HTTPException(422, "please choose what happens next and what was found")
+        message = data.get("message", "").strip()[:2000] or None
+        try:
+            await _in_thread(rt.actions.resolve_ticket, ticket_id, resolution, action=action, outcome=outcome,
+                             message=message)
+        except NoSlot as exc:
+            raise HTTPException(409, f"no technician can come in time ({exc}); the ticket stays open") from None
         return RedirectResponse(f"/ops?flash={quote(f'Ticket #{ticket_id} resolved.')}", status_code=303)
 
     @app.get("/ops/fleet", include_in_schema=False)
@@ -312,12 +380,10 @@ async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return await run_in_threadpool(fn, *args, **kwargs)
 
 
-def _job_context(rt: Runtime, booking: Any) -> dict[str, Any]:
-    """What the technician should know before the visit: the device, the prediction, why."""
-    device = rt.store.device(booking.device_id)
-    preds = [p for p in rt.predictions.latest([booking.device_id]) if p.mode == booking.mode]
-    case = next((c for c in rt.actions.device_cases(booking.device_id) if c.case_id == booking.case_id), None)
-    return {"device": device, "prediction": preds[0] if preds else None, "case": case}
+def _buttons(note: Any) -> list[str]:
+    """The actions to offer on a notification: what the service allows, and always a person."""
+    offered = [a for a in _ACTIONS if a in note.actions]
+    return offered if "talk_to_person" in offered else [*offered, "talk_to_person"]
 
 
 def _trend_charts(rt: Runtime, device_id: str, *, limit: int = 48) -> list[Any]:

@@ -119,3 +119,50 @@ def test_devices_show_presence_and_filter_stale(client: TestClient, runtime: Run
     assert [d["device_id"] for d in client.get("/devices", params={"presence": "stale"}).json()] == ["rc-1"]
     assert client.get("/devices/rc-1").json()["health"]["presence"] == "stale"
     assert client.get("/devices", params={"presence": "asleep"}).status_code == 422
+
+
+def test_homeowner_actions_preferences_and_requests(as_: dict[str, TestClient], runtime: Runtime) -> None:
+    home1 = as_["home1"]
+    nid = home1.get("/households/hh-1/notifications").json()[0]["notification_id"]
+    url = f"/households/hh-1/notifications/{nid}/actions"
+    past = runtime.clock.now().isoformat()
+    assert home1.post(url, json={"action": "snooze", "snooze_until": past}).status_code == 422
+    assert home1.post(url, json={"action": "snooze", "snooze_until": "2026-03-03T12:00:00"}).status_code == 422
+    later = (runtime.clock.now() + timedelta(hours=12)).isoformat()
+    snoozed = home1.post(url, json={"action": "snooze", "snooze_until": later})
+    assert snoozed.status_code == 200 and snoozed.json()["notification"]["status"] == "snoozed"
+    talked = home1.post(url, json={"action": "talk_to_person", "message": "Is it safe to use?"}).json()
+    assert talked["ticket"]["human_only"] and talked["notification"]["status"] == "talked"
+    requests = home1.get("/households/hh-1/tickets").json()
+    assert [t["ticket_id"] for t in requests] == [talked["ticket"]["ticket_id"]]
+    assert as_["home2"].get("/households/hh-2/tickets").json() == []
+
+    prefs = home1.put("/households/hh-1/preferences", json={"language": "zh", "quiet_start": "22:00",
+                                                            "quiet_end": "07:00", "timezone": "Asia/Shanghai"})
+    assert prefs.status_code == 200 and prefs.json()["language"] == "zh"
+    hook = {"channels": ["in_app", "webhook"], "webhook_url": "https://hooks.example/fs",
+            "webhook_secret": "s" * 20}
+    shown = home1.put("/households/hh-1/preferences", json=hook).json()
+    assert shown["webhook_secret_set"] and "webhook_secret" not in shown  # never handed back
+    assert runtime.actions.household("hh-1").webhook_secret == "s" * 20
+    kept = home1.put("/households/hh-1/preferences", json={**hook, "webhook_secret": None}).json()
+    assert kept["webhook_secret_set"]  # omitted: the saved secret stays
+    assert home1.put("/households/hh-1/preferences", json={"quiet_start": "22:00"}).status_code == 422
+    assert home1.put("/households/hh-1/preferences", json={"timezone": "Mars/Olympus"}).status_code == 422
+    assert as_["op"].get("/households/hh-1/preferences").json()["timezone"] == "UTC"  # the last good save
+
+
+def test_schedule_outcomes_and_operator_booking_changes(as_: dict[str, TestClient]) -> None:
+    tech1, op = as_["tech1"], as_["op"]
+    schedule = tech1.get("/technicians/tech-1/schedule").json()
+    assert len(schedule) == 1 and schedule[0]["device"]["household_id"] == "hh-2"
+    assert "filter_clogging" in schedule[0]["diagnosis"] and schedule[0]["prediction"]["p_fail"] == 0.75
+    bid = schedule[0]["booking"]["booking_id"]
+    moved = op.post(f"/bookings/{bid}/reschedule", json={})
+    assert moved.status_code == 200 and moved.json()["start"] > schedule[0]["booking"]["start"]
+    done = tech1.post(f"/technicians/tech-1/jobs/{bid}/complete",
+                      json={"diagnosis": "replaced", "outcome": "part_replaced", "parts": ["F-2500"]})
+    assert done.status_code == 200 and done.json()["parts"] == ["F-2500"]
+    assert tech1.post(f"/technicians/tech-1/jobs/{bid}/complete",
+                      json={"diagnosis": "x", "outcome": "guess"}).status_code == 422
+    assert op.post(f"/bookings/{bid}/cancel", json={"reason": "too late"}).status_code == 409  # completed

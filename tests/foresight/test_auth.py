@@ -145,3 +145,20 @@ def test_users_belong_to_what_their_role_needs(runtime: Runtime) -> None:
         store.add_user(user_id="h", role=Role.HOMEOWNER, password="pw", display_name="H")
     with pytest.raises(ValueError, match="technician"):
         store.add_user(user_id="t", role=Role.TECHNICIAN, password="pw", display_name="T")
+
+
+def test_users_are_added_from_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from foresight.cli import app
+
+    monkeypatch.setenv("FORESIGHT_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    runner = CliRunner()
+    short = runner.invoke(app, ["users", "add", "ann", "--role", "homeowner", "--household", "hh-9"],
+                          input="short\nshort\n")
+    assert short.exit_code != 0 and "at least 12" in short.output
+    ok = runner.invoke(app, ["users", "add", "ann", "--role", "homeowner", "--household", "hh-9"],
+                       input="a-long-password\na-long-password\n")
+    assert ok.exit_code == 0, ok.output
+    listed = runner.invoke(app, ["users", "list"])
+    assert "ann\thomeowner\thh-9" in listed.output

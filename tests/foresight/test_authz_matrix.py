@@ -64,17 +64,27 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("POST", "/households/{household_id}/notifications/{notification_id}/status"): _case(
         lambda w: {**HH, "notification_id": w.notification_id}, {"home1"}, body={"status": "acknowledged"}),
     ("POST", "/households/{household_id}/talk-to-person"): _case(lambda w: HH, {"home1"}, body={"message": "hello"}),
+    ("POST", "/households/{household_id}/notifications/{notification_id}/actions"): _case(
+        lambda w: {**HH, "notification_id": w.notification_id}, {"home1"}, body={"action": "acknowledge"}),
+    ("GET", "/households/{household_id}/tickets"): _case(lambda w: HH, {"home1", "op"}),
+    ("GET", "/households/{household_id}/preferences"): _case(lambda w: HH, {"home1", "op"}),
+    ("PUT", "/households/{household_id}/preferences"): _case(lambda w: HH, {"home1"},
+                                                             body={"language": "zh", "timezone": "Asia/Shanghai"}),
     ("GET", "/technicians/{technician_id}/jobs"): _case(lambda w: {"technician_id": "tech-1"}, {"tech1", "op"}),
+    ("GET", "/technicians/{technician_id}/schedule"): _case(lambda w: {"technician_id": "tech-1"}, {"tech1", "op"}),
     ("POST", "/technicians/{technician_id}/jobs/{booking_id}/complete"): _case(
         lambda w: {"technician_id": "tech-1", "booking_id": w.booking_id}, {"tech1"}, body={"diagnosis": "ok"}),
     ("GET", "/tickets/{ticket_id}"): _case(lambda w: {"ticket_id": w.ticket_id}, {"op"}),
     ("POST", "/tickets/{ticket_id}/resolve"): _case(lambda w: {"ticket_id": w.ticket_id}, {"op"},
                                                     body={"resolution": "called back"}),
+    ("POST", "/bookings/{booking_id}/reschedule"): _case(lambda w: {"booking_id": w.booking_id}, {"op"}, body={}),
+    ("POST", "/bookings/{booking_id}/cancel"): _case(lambda w: {"booking_id": w.booking_id}, {"op"},
+                                                     body={"reason": "the homeowner is away"}),
     # Web pages
     ("POST", "/home/notifications/{notification_id}"): _case(
-        lambda w: {"notification_id": w.notification_id}, {"home1"}, body={"action": "acknowledged"}, page=True),
+        lambda w: {"notification_id": w.notification_id}, {"home1"}, body={"action": "acknowledge"}, page=True),
     ("POST", "/tech/jobs/{booking_id}/complete"): _case(lambda w: {"booking_id": w.booking_id}, {"tech1"},
-                                                        body={"outcome": "filter replaced"}, page=True),
+                                                        body={"notes": "filter replaced", "outcome": "part_replaced"}, page=True),
     ("GET", "/ops/tickets/{ticket_id}"): _case(lambda w: {"ticket_id": w.ticket_id}, {"op"}, page=True),
     ("POST", "/ops/tickets/{ticket_id}/resolve"): _case(lambda w: {"ticket_id": w.ticket_id}, {"op"},
                                                         body={"resolution": "done"}, page=True),

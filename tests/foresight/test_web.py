@@ -60,11 +60,11 @@ def test_forms_need_the_session_token_and_the_cookie_cannot_write_the_api(app) -
     page = home.get("/home")
     assert page.status_code == 200 and page.headers["content-security-policy"].startswith("default-src 'self'")
     nid = re.search(r'data-notification="(\d+)"', page.text).group(1)  # type: ignore[union-attr]
-    r = home.post(f"/home/notifications/{nid}", data={"action": "acknowledged", "csrf": "0" * 40})
+    r = home.post(f"/home/notifications/{nid}", data={"action": "acknowledge", "csrf": "0" * 40})
     assert r.status_code == 403 and "expired" in r.text
     # The API's writes need a bearer token; the browser's cookie is not enough (no cross-site writes).
     assert home.post("/households/hh-1/talk-to-person", json={"message": "x"}).status_code == 401
-    r = home.post(f"/home/notifications/{nid}", data={"action": "acknowledged", "csrf": _csrf(page.text)})
+    r = home.post(f"/home/notifications/{nid}", data={"action": "acknowledge", "csrf": _csrf(page.text)})
     assert r.status_code == 303 and "noted" in home.get(r.headers["location"]).text
 
 
@@ -74,9 +74,10 @@ def test_homeowner_talks_to_a_person_and_the_operator_sees_the_context(app, runt
     assert "Rice cooker" in page.text and "Needs care soon" in page.text and "descale" in page.text.lower()
     assert "ac-1" not in page.text  # the other household's appliance
     nid = re.search(r'data-notification="(\d+)"', page.text).group(1)  # type: ignore[union-attr]
-    r = home.post(f"/home/notifications/{nid}", data={"action": "talk", "csrf": _csrf(page.text)})
+    r = home.post(f"/home/notifications/{nid}", data={"action": "talk_to_person", "csrf": _csrf(page.text)})
     flash = home.get(r.headers["location"]).text
     assert "A person will get back to you soon" in flash
+    assert "Your requests to a person" in flash and "A person is on it" in flash  # the note says so too
     ticket = runtime.actions.open_tickets()[0]
     assert ticket.device_id == "rc-1" and ticket.household_id == "hh-1"
     # Free text is shown as text, never as markup.
@@ -107,10 +108,29 @@ def test_technician_sees_the_diagnosis_and_completes_the_job(app, runtime: Runti
     assert "ac-1" in page.text and "Filter clogging" in page.text and "75 %" in page.text
     booking = runtime.actions.bookings_for_technician("tech-1")[0]
     r = tech.post(f"/tech/jobs/{booking.booking_id}/complete",
-                  data={"outcome": "Filter replaced", "csrf": _csrf(page.text)})
+                  data={"notes": "Filter replaced", "outcome": "part_replaced", "parts": "F-2500", "csrf": _csrf(page.text)})
     assert r.status_code == 303
-    assert runtime.actions.booking(booking.booking_id).status == "completed"
+    done = runtime.actions.booking(booking.booking_id)
+    assert done.status == "completed" and done.outcome == "part_replaced" and done.parts == ("F-2500",)
     assert "Filter replaced" in tech.get("/tech").text
     # Signing out ends the session at once.
     r = tech.post("/logout", data={"csrf": _csrf(page.text)})
     assert r.status_code == 303 and tech.get("/tech").status_code == 303
+
+
+def test_homeowner_sets_quiet_hours_and_language(app, runtime: Runtime) -> None:  # type: ignore[no-untyped-def]
+    home = _browser(app, "home1")
+    page = home.get("/home/settings")
+    assert page.status_code == 200 and "Quiet hours" in page.text
+    r = home.post("/home/settings", data={"csrf": _csrf(page.text), "language": "zh", "timezone": "Asia/Shanghai",
+                                          "quiet": "on", "quiet_start": "22:00", "quiet_end": "07:00"})
+    assert r.status_code == 303 and "Saved" in home.get(r.headers["location"]).text
+    prefs = runtime.actions.household("hh-1")
+    assert (prefs.language, prefs.timezone, prefs.quiet_start, prefs.quiet_end) == ("zh", "Asia/Shanghai",
+                                                                                    "22:00", "07:00")
+    r = home.post("/home/settings", data={"csrf": _csrf(page.text), "language": "en", "timezone": "Mars/Olympus"})
+    shown = home.get(r.headers["location"])
+    assert shown.status_code == 422 and 'role="alert"' in shown.text
+    assert runtime.actions.household("hh-1").language == "zh"  # nothing half-saved
+    r = home.post("/home/settings", data={"csrf": _csrf(page.text), "webhook": "on", "webhook_url": "https://x.example/h"})
+    assert "needs a webhook_secret" in home.get(r.headers["location"]).text  # a webhook must be signed

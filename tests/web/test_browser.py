@@ -54,11 +54,13 @@ def test_homeowner_asks_for_a_person_and_an_operator_resolves_it(page: Page, liv
     expect(panel).to_contain_text("Time to boil s")
     expect(ops.locator("svg.chart")).to_have_count(1)
     screenshot(ops, "operator-ticket")
+    ops.get_by_label("Send the household a message").check()
     ops.get_by_label("What was done").fill("Called the homeowner; descaled together over the phone.")
     ops.get_by_role("button", name="Resolve ticket").click()
     expect(ops.get_by_role("status")).to_contain_text(f"Ticket #{ticket_id} resolved")
     expect(ops.locator(f'tr[data-ticket="{ticket_id}"]')).to_have_count(0)
-    assert live_app.runtime.actions.ticket(ticket_id).status == "resolved"
+    resolved = live_app.runtime.actions.ticket(ticket_id)
+    assert resolved.status == "resolved" and resolved.resolution_action == "notify"
     ops.get_by_role("link", name="Fleet").click()
     expect(ops.get_by_role("heading", name="Health by kind")).to_be_visible()
     screenshot(ops, "operator-fleet")
@@ -89,10 +91,12 @@ def test_technician_sees_the_job_with_its_diagnosis_and_completes_it(page: Page,
     expect(job).to_contain_text("Filter clogging")
     expect(job).to_contain_text("75 %")
     screenshot(page, "technician-jobs")
-    job.get_by_label("Outcome").fill("Filter clogged with dust; cleaned and replaced. Part: F-2500.")
+    job.get_by_label("What you found").select_option("part_replaced")
+    job.get_by_label("Parts used").fill("F-2500")
+    job.get_by_label("Notes").fill("Filter clogged with dust; replaced.")
     job.get_by_role("button", name="Complete job").click()
     expect(page.get_by_role("status")).to_contain_text("completed")
     booking = live_app.runtime.actions.bookings_for_technician("tech-1")[0]
-    assert booking.status == "completed" and "F-2500" in (booking.diagnosis or "")
+    assert booking.status == "completed" and booking.parts == ("F-2500",) and booking.outcome == "part_replaced"
     expect(page.get_by_role("heading", name="Recently completed")).to_be_visible()
     screenshot(page, "technician-completed")

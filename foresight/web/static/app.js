@@ -5,21 +5,44 @@
   const list = document.getElementById("notifications");
   const template = document.getElementById("note-template");
   if (!status || !list || !template || !window.EventSource) return;
+  const labels = JSON.parse(list.dataset.labels);
+  const states = JSON.parse(list.dataset.states);
+
+  function fill(item, n) {
+    item.className = `card note fresh status-${n.status} severity-${n.severity || "info"}`;
+    item.querySelector(".state").textContent =
+      new Date(n.created_at).toUTCString() + (states[n.status] ? ` · ${states[n.status]}` : "");
+    const form = item.querySelector("form");
+    form.action = `/home/notifications/${n.notification_id}`;
+    form.querySelectorAll("button").forEach((b) => b.remove());
+    const offered = Object.keys(labels).filter((a) => (n.actions || []).includes(a));
+    if (!offered.includes("talk_to_person")) offered.push("talk_to_person");  // a person, always
+    for (const action of offered) {
+      const button = document.createElement("button");
+      button.type = "submit"; button.name = "action"; button.value = action;
+      button.className = action === "talk_to_person" ? "talk" : "secondary";
+      button.textContent = labels[action];
+      form.append(button);
+    }
+  }
+
   const source = new EventSource(status.dataset.stream, { withCredentials: true });
   source.addEventListener("open", () => { status.textContent = "Live: new messages appear here."; });
   source.addEventListener("error", () => { status.textContent = "Reconnecting…"; });
   source.addEventListener("notification", (event) => {
     const n = JSON.parse(event.data);
-    if (list.querySelector(`[data-notification="${n.notification_id}"]`)) return;
-    const item = template.content.firstElementChild.cloneNode(true);
-    item.dataset.notification = n.notification_id;
-    item.querySelector("h3").textContent = n.title;
-    item.querySelector(".body").textContent = n.body;
-    item.querySelector(".when").textContent = new Date(n.created_at).toUTCString();
-    item.querySelector("form").action = `/home/notifications/${n.notification_id}`;
-    const empty = list.querySelector(".empty");
-    if (empty) empty.remove();
-    list.prepend(item);
-    status.textContent = `New message: ${n.title}`;
+    if (n.status === "held") return;  // quiet hours: it arrives when they end
+    let item = list.querySelector(`[data-notification="${n.notification_id}"]`);
+    if (!item) {
+      item = template.content.firstElementChild.cloneNode(true);
+      item.dataset.notification = n.notification_id;
+      item.querySelector("h3").textContent = n.title;
+      item.querySelector(".body").textContent = n.body;
+      const empty = list.querySelector(".empty");
+      if (empty) empty.remove();
+      list.prepend(item);
+      status.textContent = `New message: ${n.title}`;
+    }
+    fill(item, n);
   });
 })();
