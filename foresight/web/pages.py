@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -77,11 +78,17 @@ def _human(value: Any) -> str:
     return str(value).replace("_", " ").capitalize() if value is not None else ""
 
 
-def _when(value: datetime | str | None) -> str:
+def _when(value: datetime | str | None, tz: str | None = None) -> str:
+    """A time for people: ``Tue 03 Mar, 08:00`` in ``tz`` (a household's zone), else UTC."""
     if value is None:
         return ""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
+    if tz and tz != "UTC":
+        try:
+            return f"{value.astimezone(ZoneInfo(tz)):%a %d %b, %H:%M} ({tz})"
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
     return f"{value:%a %d %b, %H:%M} UTC"
 
 
@@ -180,7 +187,8 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         devices = device_health(rt, rt.store.devices(household_id=hid, now=rt.clock.now()))
         notes = rt.actions.notifications_for_household(hid)
         feed = rt.actions.feed_after(hid, 0, limit=1_000_000)
-        return render(request, "home.html", session=session, devices=devices, notifications=notes,
+        tz = rt.actions.household(hid).timezone
+        return render(request, "home.html", session=session, devices=devices, notifications=notes, tz=tz,
                       actions=_ACTIONS, status_words=_STATUS_WORDS, flash=flash[:200], household_id=hid,
                       after=max((f.feed_id for f in feed), default=0), tickets=household_tickets(hid),
                       buttons=_buttons)

@@ -128,6 +128,7 @@ def test_homeowner_sets_quiet_hours_and_language(app, runtime: Runtime) -> None:
     prefs = runtime.actions.household("hh-1")
     assert (prefs.language, prefs.timezone, prefs.quiet_start, prefs.quiet_end) == ("zh", "Asia/Shanghai",
                                                                                     "22:00", "07:00")
+    assert "Tue 03 Mar, 08:00 (Asia/Shanghai)" in home.get("/home").text  # times in the household's zone
     r = home.post("/home/settings", data={"csrf": _csrf(page.text), "language": "en", "timezone": "Mars/Olympus"})
     shown = home.get(r.headers["location"])
     assert shown.status_code == 422 and 'role="alert"' in shown.text

@@ -36,6 +36,7 @@
     if (!item) {
       item = template.content.firstElementChild.cloneNode(true);
       item.dataset.notification = n.notification_id;
+      item.lang = n.language || "en";
       item.querySelector("h3").textContent = n.title;
       item.querySelector(".body").textContent = n.body;
       const empty = list.querySelector(".empty");
