@@ -52,6 +52,7 @@ from .policy import (
     is_uncertain,
 )
 from .records import Booking, Case, Outcome, Ticket, technician_from_row
+from .safety import SafetyMixin
 from .tickets import open_ticket
 from .visits import VisitsMixin
 from .webhook import RetryConfig
@@ -76,13 +77,13 @@ def seed_technicians(engine: Engine, technicians: Iterable[Technician]) -> None:
             s.add(row)
 
 
-class ActionService(NotificationsMixin, VisitsMixin, CaseworkMixin, EventsMixin, ServiceCore):
+class ActionService(NotificationsMixin, VisitsMixin, CaseworkMixin, EventsMixin, SafetyMixin, ServiceCore):
     """Decides on predictions and device errors; keeps cases, notifications, bookings and tickets.
 
     The people-facing operations live in the mixins, one module each: ``people`` (households,
     the feed, notification actions, the webhook outbox), ``visits`` (booking, rescheduling,
     cancelling, completing, reminders, overdue), ``casework`` (tickets: on request, resolution,
-    SLA escalation) and ``events`` (device error codes).
+    SLA escalation), ``events`` (device error codes) and ``safety`` (overheating in the readings).
     """
 
     def __init__(self, engine: Engine, *, clock: Clock, policy_config: PolicyConfig | None = None,
@@ -115,6 +116,7 @@ class ActionService(NotificationsMixin, VisitsMixin, CaseworkMixin, EventsMixin,
     def handle(self, predictions: Sequence[Prediction]) -> list[Outcome]:
         """Decide on each prediction and persist the result, one transaction per prediction.
 
+        Then the readings behind them are checked against the safety rules (``safety``).
         Idempotent: a prediction not newer than the last one handled for its (device, mode)
         changes nothing and comes back with ``duplicate=True``.
         """
@@ -123,6 +125,8 @@ class ActionService(NotificationsMixin, VisitsMixin, CaseworkMixin, EventsMixin,
             mode = failure_mode(prediction)  # UnknownFailureMode before anything is written
             outcomes.append(self._retrying(
                 lambda s, p=prediction, m=mode: self._handle_one(s, p, m)))
+        # The readings behind these predictions may be a safety matter whatever the models say.
+        self.check_safety(p.device_id for p in predictions)
         return outcomes
 
     def _handle_one(self, s: Session, prediction: Prediction, mode: FailureMode) -> Outcome:
