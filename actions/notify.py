@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .db import FeedRow, NotificationRow, OutboxRow
@@ -118,21 +118,35 @@ def release_held(s: Session, *, now: datetime, limit: int = 1000) -> int:
                                                         NotificationRow.deliver_at <= now)
                           .order_by(NotificationRow.id).limit(limit)))
     prefs: dict[str, HouseholdPrefs] = {}
+    released = 0
     for row in rows:
+        # Conditional: a run that overlaps this one cannot publish the same notification twice.
+        if not _claim(s, row.id, "held", {"status": "new"}):
+            continue
         if row.household_id not in prefs:
             prefs[row.household_id] = prefs_of(s, row.household_id)
         publish(s, row, prefs[row.household_id], now=now)
-    return len(rows)
+        released += 1
+    return released
 
 
 def wake_snoozed(s: Session, *, now: datetime) -> int:
     """Snoozed notifications whose time has come are new again (and show in the feed); returns how many."""
     rows = list(s.scalars(select(NotificationRow).where(NotificationRow.status == "snoozed",
                                                         NotificationRow.snoozed_until <= now)))
+    woken = 0
     for row in rows:
-        row.status, row.status_at, row.snoozed_until = "new", now, None
-        feed_event(s, row, "updated", now=now)
-    return len(rows)
+        if _claim(s, row.id, "snoozed", {"status": "new", "status_at": now, "snoozed_until": None}):
+            feed_event(s, row, "updated", now=now)
+            woken += 1
+    return woken
+
+
+def _claim(s: Session, notification_id: int, status: str, values: dict[str, Any]) -> bool:
+    """Move one notification out of ``status`` unless someone else already did; True if we did."""
+    result = s.execute(update(NotificationRow).where(NotificationRow.id == notification_id,
+                                                     NotificationRow.status == status).values(values))
+    return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
 
 def webhook_body(row: NotificationRow) -> str:

@@ -95,6 +95,9 @@ class NotificationsMixin(ServiceCore):
                 raise ValueError(f"snooze_until must be in the future and at most {SNOOZE_MAX.days} days ahead")
 
         def work(s: Any) -> NotificationActionResult:
+            # Write first: locks the row (SQLite: the database) so two taps run one after the other.
+            s.execute(update(NotificationRow).where(NotificationRow.id == notification_id)
+                      .values(status_at=NotificationRow.status_at))
             row = self._own(s, notification_id, household_id)
             if row.status == "held":
                 raise InvalidState(f"notification {notification_id} has not been delivered yet")

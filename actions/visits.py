@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ingest.db import DeviceRow
@@ -193,12 +193,18 @@ class VisitsMixin(ServiceCore):
             rows = list(s.scalars(select(BookingRow).where(
                 BookingRow.status == "scheduled", BookingRow.reminded_at.is_(None),
                 BookingRow.start_at > now, BookingRow.start_at <= now + self._reminder_lead)))
+            sent = 0
             for row in rows:
+                # Conditional: an overlapping run cannot remind twice.
+                if not _claimed(s, update(BookingRow).where(BookingRow.id == row.id,
+                                                            BookingRow.reminded_at.is_(None))
+                                .values(reminded_at=now)):
+                    continue
                 device = s.get(DeviceRow, row.device_id)
                 self._notify_visit(s, row, kind=device.kind if device else "", template="booking_reminder",
                                    case_id=row.case_id, now=now)
-                row.reminded_at = now
-            return len(rows)
+                sent += 1
+            return sent
 
     def mark_overdue_bookings(self) -> int:
         """Visits that ended ``overdue_grace`` ago without completion become overdue, each with a ticket."""
@@ -206,8 +212,13 @@ class VisitsMixin(ServiceCore):
         with self._sessions.begin() as s:
             rows = list(s.scalars(select(BookingRow).where(
                 BookingRow.status.in_(ACTIVE_BOOKING), BookingRow.end_at <= now - self._overdue_grace)))
+            marked = 0
             for row in rows:
-                row.status, row.overdue_at = "overdue", now
+                if not _claimed(s, update(BookingRow).where(BookingRow.id == row.id,
+                                                            BookingRow.status.in_(ACTIVE_BOOKING))
+                                .values(status="overdue", overdue_at=now)):
+                    continue
+                marked += 1
                 device = s.get(DeviceRow, row.device_id)
                 open_ticket(s, category="overdue_booking", priority="high", device_id=row.device_id,
                             household_id=row.household_id, kind=device.kind if device else None, mode=row.mode,
@@ -218,7 +229,7 @@ class VisitsMixin(ServiceCore):
                                      "booking": {"booking_id": row.id, "technician_id": row.technician_id,
                                                  "start": row.start_at.isoformat(), "end": row.end_at.isoformat()},
                                      "device": device_info(device, row.device_id)})
-            return len(rows)
+            return marked
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -254,3 +265,6 @@ class VisitsMixin(ServiceCore):
             return [Label._from_row(r) for r in s.scalars(query.order_by(LabelRow.ts.desc(), LabelRow.id.desc())
                                                            .limit(limit))]
 
+
+def _claimed(s: Any, statement: Any) -> bool:
+    return int(s.execute(statement).rowcount) == 1

@@ -224,3 +224,22 @@ def test_availability_windows_validate() -> None:
     prefs = HouseholdPrefs(household_id="h-1", channels=frozenset({"in_app", "webhook"}),
                            webhook_url="https://example.invalid/hook", webhook_secret="s" * 32)
     assert prefs.public().webhook_secret is None and prefs.webhook_secret == "s" * 32
+
+
+def test_two_taps_at_once_make_one_ticket_with_both_messages(service: ActionService, clock: ManualClock) -> None:
+    import threading
+
+    [a] = service.handle([near(ts=clock.now())])
+    nid = a.notification_id
+    assert nid is not None
+    tickets: list[int] = []
+    threads = [threading.Thread(target=lambda m=m: tickets.append(service.notification_action(
+        nid, "talk_to_person", household_id="h-1", message=m).ticket.ticket_id))  # type: ignore[union-attr]
+        for m in ("first", "second")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(tickets) == 2 and len(set(tickets)) == 1
+    messages = {m["text"] for m in service.ticket(tickets[0]).context["messages"]}
+    assert messages == {"first", "second"}
