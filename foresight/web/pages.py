@@ -191,7 +191,7 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         return render(request, "home.html", session=session, devices=devices, notifications=notes, tz=tz,
                       actions=_ACTIONS, status_words=_STATUS_WORDS, flash=flash[:200], household_id=hid,
                       after=max((f.feed_id for f in feed), default=0), tickets=household_tickets(hid),
-                      buttons=_buttons)
+                      buttons=_buttons, order=list(_ACTIONS), settled=sorted(_SETTLED))
 
     @app.post("/home/notifications/{notification_id}", include_in_schema=False)
     async def notification_action(request: Request, notification_id: int) -> Response:
@@ -388,9 +388,15 @@ async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return await run_in_threadpool(fn, *args, **kwargs)
 
 
+#: Once settled, a notification offers only a person (the homeowner may still want to talk).
+_SETTLED = frozenset({"done", "wrong", "dismissed", "talked", "booked"})
+
+
 def _buttons(note: Any) -> list[str]:
     """The actions to offer on a notification: what the service allows, and always a person."""
-    offered = [a for a in _ACTIONS if a in note.actions]
+    if note.status in _SETTLED:
+        return ["talk_to_person"]
+    offered = [a for a in _ACTIONS if a in note.actions and not (a == "acknowledge" and note.status == "acknowledged")]
     return offered if "talk_to_person" in offered else [*offered, "talk_to_person"]
 
 

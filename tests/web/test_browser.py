@@ -39,6 +39,7 @@ def test_homeowner_asks_for_a_person_and_an_operator_resolves_it(page: Page, liv
     flash = page.get_by_role("status").filter(has_text="A person will get back to you soon")
     expect(flash).to_be_visible()
     screenshot(page, "homeowner-talked-to-a-person")
+    expect(note.get_by_role("button")).to_have_text(["Talk to a person"])  # settled: a person stays one tap away
     ticket_id = int(flash.inner_text().split("#")[1].rstrip(").").strip())
 
     operator = page.context.browser.new_context(base_url=live_app.url, viewport={"width": 1280, "height": 1000})
@@ -80,6 +81,10 @@ def test_a_new_notification_arrives_live(page: Page, live_app: LiveApp) -> None:
     fresh = page.locator(f'li.note[data-notification="{outcome.notification_id}"]')
     expect(fresh).to_be_visible()  # pushed over SSE, no reload
     expect(page.locator("#live-status")).to_contain_text("New message")
+    # Built by the script, it reads like the server's cards: same time words, same buttons in the same order.
+    expect(fresh.locator(".state")).to_have_text("Tue 03 Mar, 00:00 UTC")
+    expect(fresh.get_by_role("button")).to_have_text(["Got it", "Remind me tomorrow", "Done — I cleaned it",
+                                                      "Book a technician", "This is wrong", "Talk to a person"])
     screenshot(page, "homeowner-live-notification")
     fresh.get_by_role("button", name="Got it").click()
     expect(page.get_by_role("status").filter(has_text="Thanks")).to_be_visible()

@@ -7,15 +7,26 @@
   if (!status || !list || !template || !window.EventSource) return;
   const labels = JSON.parse(list.dataset.labels);
   const states = JSON.parse(list.dataset.states);
+  const order = JSON.parse(list.dataset.order);  // the page's button order
+  const settled = JSON.parse(list.dataset.settled);
+  const tz = list.dataset.tz || "UTC";
+
+  function when(iso) {  // the same words as the server: "Tue 03 Mar, 08:00 UTC"
+    const parts = Object.fromEntries(new Intl.DateTimeFormat("en-GB", {
+      timeZone: tz, weekday: "short", day: "2-digit", month: "short", hour: "2-digit", minute: "2-digit",
+      hourCycle: "h23" }).formatToParts(new Date(iso)).map((p) => [p.type, p.value]));
+    return `${parts.weekday} ${parts.day} ${parts.month}, ${parts.hour}:${parts.minute} ${tz === "UTC" ? "UTC" : `(${tz})`}`;
+  }
 
   function fill(item, n) {
     item.className = `card note fresh status-${n.status} severity-${n.severity || "info"}`;
     item.querySelector(".state").textContent =
-      new Date(n.created_at).toUTCString() + (states[n.status] ? ` · ${states[n.status]}` : "");
+      when(n.created_at) + (states[n.status] ? ` · ${states[n.status]}` : "");
     const form = item.querySelector("form");
     form.action = `/home/notifications/${n.notification_id}`;
     form.querySelectorAll("button").forEach((b) => b.remove());
-    const offered = Object.keys(labels).filter((a) => (n.actions || []).includes(a));
+    const offered = settled.includes(n.status) ? [] : order.filter((a) => (n.actions || []).includes(a)
+      && !(a === "acknowledge" && n.status === "acknowledged"));
     if (!offered.includes("talk_to_person")) offered.push("talk_to_person");  // a person, always
     for (const action of offered) {
       const button = document.createElement("button");
