@@ -26,9 +26,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actions import BOOKING_OUTCOMES, RESOLUTION_ACTIONS, TICKET_OUTCOMES, InvalidState, NoSlot, NotFound
 
-from ..api import PreferencesIn, Window
 from ..auth import InvalidCredentials, Principal, Role
 from ..runtime import Runtime
+from ..schemas import PreferencesIn, Window
 from ..security import SESSION_COOKIE, Gate, RateLimited, csrf_token, own_technician, require_role
 from ..views import device_health, fleet_overview
 from .charts import bar_chart, line_chart
