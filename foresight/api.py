@@ -68,7 +68,15 @@ from .schemas import (
     prefs_out,
 )
 from .security import BodyLimit, Gate, RateLimited, RateLimiter, own_household, own_technician
-from .views import DeviceDetail, DeviceHealth, FleetOverview, device_detail, device_health, fleet_overview
+from .views import (
+    DeviceDetail,
+    DeviceHealth,
+    FleetOverview,
+    device_detail,
+    device_health,
+    fleet_overview,
+    household_visits,
+)
 
 __all__ = ["create_app"]
 
@@ -340,6 +348,32 @@ def create_app(rt: Runtime, *, auth_clock: Clock | None = None) -> FastAPI:
             availability=tuple(AvailabilityWindow(weekdays=frozenset(w.weekdays), start=w.start, end=w.end)
                                for w in body.availability)))
 
+    @app.get("/households/{household_id}/visits", tags=["homeowner"])
+    def visits(household_id: Key, who: Caller) -> list[Booking]:
+        """The household's coming technician visits, soonest first (its homeowner; operators read)."""
+        own_household(who, household_id, operator_reads=True)
+        return household_visits(rt, household_id)
+
+    @app.post("/households/{household_id}/visits/{booking_id}/reschedule", tags=["homeowner"])
+    def reschedule_visit(household_id: Key, booking_id: Id, body: Reschedule, who: Caller) -> Booking:
+        """Move a visit to ``start``, or to the next slot that fits the household and a technician."""
+        own_household(who, household_id)
+        owned_visit(household_id, booking_id)
+        return rt.actions.reschedule_booking(booking_id, start=body.start)
+
+    @app.post("/households/{household_id}/visits/{booking_id}/cancel", tags=["homeowner"])
+    def cancel_visit(household_id: Key, booking_id: Id, body: Cancellation, who: Caller) -> Booking:
+        """Cancel a visit, saying why (a person follows up while the fault is still expected)."""
+        own_household(who, household_id)
+        owned_visit(household_id, booking_id)
+        return rt.actions.cancel_booking(booking_id, reason=body.reason, by="homeowner")
+
+    def owned_visit(household_id: str, booking_id: int) -> Booking:
+        booking = rt.actions.booking(booking_id)
+        if booking.household_id != household_id:
+            raise NotFound(f"booking {booking_id}")
+        return booking
+
     @app.post("/households/{household_id}/talk-to-person", tags=["homeowner"], status_code=201)
     def talk_to_person(household_id: Key, body: PersonRequest, who: Caller) -> Ticket:
         """A person is always one step away: opens a ticket with the household's context."""
@@ -419,6 +453,7 @@ def create_app(rt: Runtime, *, auth_clock: Clock | None = None) -> FastAPI:
         return rt.actions.cancel_booking(booking_id, reason=body.reason, by="operator")
 
     mount_web(app, rt=rt, gate=gate, visible_device=visible_device, owned_booking=owned_booking,
-              open_person_ticket=open_person_ticket, household_tickets=household_ticket_list,
+              owned_visit=owned_visit, open_person_ticket=open_person_ticket,
+              household_tickets=household_ticket_list,
               save_preferences=save_preferences)
     return app

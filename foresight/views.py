@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from actions import Case
+from actions import Booking, Case
 from actions.db import BookingRow, NotificationRow, TicketRow
 from ingest.store import DeviceInfo
 from predictors.types import Prediction
@@ -22,7 +22,7 @@ from predictors.types import Prediction
 from .runtime import Runtime
 
 __all__ = ["HEALTH_LABELS", "DeviceDetail", "DeviceHealth", "FleetOverview", "device_detail",
-           "device_health", "fleet_overview"]
+           "device_health", "fleet_overview", "household_visits"]
 
 #: From best to worst; ``unknown`` means no prediction yet.
 HEALTH_LABELS = ("ok", "watch", "at_risk", "needs_attention", "unknown")
@@ -144,3 +144,12 @@ def _health_label(preds: list[Prediction], open_cases: int, rt: Runtime) -> str:
     if worst >= config.uncertain_low:
         return "watch"
     return "ok"
+
+
+def household_visits(rt: Runtime, household_id: str) -> list[Booking]:
+    """The household's coming (scheduled, due or overdue) technician visits, soonest first."""
+    with Session(rt.engine) as s:
+        ids = list(s.scalars(select(BookingRow.id).where(
+            BookingRow.household_id == household_id, BookingRow.status.in_(("scheduled", "due", "overdue")))
+            .order_by(BookingRow.start_at, BookingRow.id)))
+    return [rt.actions.booking(i) for i in ids]

@@ -30,7 +30,7 @@ from ..auth import InvalidCredentials, Principal, Role
 from ..runtime import Runtime
 from ..schemas import PreferencesIn, Window
 from ..security import SESSION_COOKIE, Gate, RateLimited, csrf_token, own_technician, require_role
-from ..views import device_health, fleet_overview
+from ..views import device_health, fleet_overview, household_visits
 from .charts import bar_chart, line_chart
 
 __all__ = ["mount_web"]
@@ -51,6 +51,7 @@ _BOOKING_OUTCOME_WORDS = {"confirmed_fault": "Fault confirmed and fixed", "part_
 _TICKET_OUTCOME_WORDS = {"confirmed_fault": "Fault confirmed", "no_fault_found": "No fault found",
                          "part_replaced": "Part replaced", "fixed_by_homeowner": "Fixed by the homeowner",
                          "false_alarm": "False alarm"}
+_CANCEL_REASONS = ("The time does not suit me", "The problem is fixed", "I do not want a visit")
 _RESOLUTION_WORDS = {"dismiss": "Close — nothing more to do", "notify": "Send the household a message",
                      "book": "Book a technician visit"}
 _SECURITY_HEADERS = {
@@ -93,7 +94,8 @@ def _when(value: datetime | str | None, tz: str | None = None) -> str:
 
 
 def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable[..., Any],
-              owned_booking: Callable[..., Any], open_person_ticket: Callable[..., Any],
+              owned_booking: Callable[..., Any], owned_visit: Callable[..., Any],
+              open_person_ticket: Callable[..., Any],
               household_tickets: Callable[..., Any], save_preferences: Callable[..., Any]) -> None:
     """Add the pages, their static files and their error handling to ``app``."""
     env = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html"]))
@@ -191,7 +193,8 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         return render(request, "home.html", session=session, devices=devices, notifications=notes, tz=tz,
                       actions=_ACTIONS, status_words=_STATUS_WORDS, flash=flash[:200], household_id=hid,
                       after=max((f.feed_id for f in feed), default=0), tickets=household_tickets(hid),
-                      buttons=_buttons, order=list(_ACTIONS), settled=sorted(_SETTLED))
+                      buttons=_buttons, order=list(_ACTIONS), settled=sorted(_SETTLED),
+                      visits=household_visits(rt, hid), cancel_reasons=_CANCEL_REASONS)
 
     @app.post("/home/notifications/{notification_id}", include_in_schema=False)
     async def notification_action(request: Request, notification_id: int) -> Response:
@@ -230,6 +233,27 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         device_id = data.get("device_id") or None
         ticket = await _in_thread(open_person_ticket, hid, message=message, device_id=device_id)
         flash = f"A person will get back to you soon (request #{ticket.ticket_id})."
+        return RedirectResponse(f"/home?flash={quote(flash)}", status_code=303)
+
+    @app.post("/home/visits/{booking_id}", include_in_schema=False)
+    async def visit_change(request: Request, booking_id: int) -> Response:
+        data = await form(request)
+        session = page_session(request, Role.HOMEOWNER)
+        checked(session, data)
+        hid = session.principal.household_id or ""
+        await _in_thread(owned_visit, hid, booking_id)
+        change = data.get("change", "")
+        try:
+            if change == "reschedule":
+                moved = await _in_thread(rt.actions.reschedule_booking, booking_id)
+                flash = f"Your visit is moved to {_when(moved.start, rt.actions.household(hid).timezone)}."
+            elif change == "cancel" and data.get("reason") in _CANCEL_REASONS:
+                await _in_thread(rt.actions.cancel_booking, booking_id, reason=data["reason"], by="homeowner")
+                flash = "Your visit is cancelled. If the problem is still there, a person will contact you."
+            else:
+                raise HTTPException(422, "please choose what to change")
+        except NoSlot:
+            flash = "There is no later time free yet; your visit stays as it is. Talk to a person for help."
         return RedirectResponse(f"/home?flash={quote(flash)}", status_code=303)
 
     @app.get("/home/settings", include_in_schema=False)

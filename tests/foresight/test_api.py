@@ -166,3 +166,18 @@ def test_schedule_outcomes_and_operator_booking_changes(as_: dict[str, TestClien
     assert tech1.post(f"/technicians/tech-1/jobs/{bid}/complete",
                       json={"diagnosis": "x", "outcome": "guess"}).status_code == 422
     assert op.post(f"/bookings/{bid}/cancel", json={"reason": "too late"}).status_code == 409  # completed
+
+
+def test_homeowner_moves_and_cancels_a_visit(as_: dict[str, TestClient], runtime: Runtime) -> None:
+    home2 = as_["home2"]
+    visits = home2.get("/households/hh-2/visits").json()
+    assert [v["device_id"] for v in visits] == ["ac-1"] and as_["home1"].get("/households/hh-1/visits").json() == []
+    bid = visits[0]["booking_id"]
+    assert as_["home1"].post(f"/households/hh-1/visits/{bid}/cancel", json={"reason": "x"}).status_code == 404
+    moved = home2.post(f"/households/hh-2/visits/{bid}/reschedule", json={})
+    assert moved.status_code == 200 and moved.json()["start"] > visits[0]["start"]
+    cancelled = home2.post(f"/households/hh-2/visits/{bid}/cancel", json={"reason": "we are away"})
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert home2.get("/households/hh-2/visits").json() == []
+    # The fault has not gone away: a person follows up.
+    assert [t["category"] for t in as_["op"].get("/tickets").json()] == ["booking_cancelled"]

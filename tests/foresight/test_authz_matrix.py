@@ -67,6 +67,11 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("POST", "/households/{household_id}/notifications/{notification_id}/actions"): _case(
         lambda w: {**HH, "notification_id": w.notification_id}, {"home1"}, body={"action": "acknowledge"}),
     ("GET", "/households/{household_id}/tickets"): _case(lambda w: HH, {"home1", "op"}),
+    ("GET", "/households/{household_id}/visits"): _case(lambda w: {"household_id": "hh-2"}, {"home2", "op"}),
+    ("POST", "/households/{household_id}/visits/{booking_id}/reschedule"): _case(
+        lambda w: {"household_id": "hh-2", "booking_id": w.booking_id}, {"home2"}, body={}),
+    ("POST", "/households/{household_id}/visits/{booking_id}/cancel"): _case(
+        lambda w: {"household_id": "hh-2", "booking_id": w.booking_id}, {"home2"}, body={"reason": "away"}),
     ("GET", "/households/{household_id}/preferences"): _case(lambda w: HH, {"home1", "op"}),
     ("PUT", "/households/{household_id}/preferences"): _case(lambda w: HH, {"home1"},
                                                              body={"language": "zh", "timezone": "Asia/Shanghai"}),
@@ -85,6 +90,8 @@ MATRIX: dict[tuple[str, str], Case] = {
         lambda w: {"notification_id": w.notification_id}, {"home1"}, body={"action": "acknowledge"}, page=True),
     ("POST", "/tech/jobs/{booking_id}/complete"): _case(lambda w: {"booking_id": w.booking_id}, {"tech1"},
                                                         body={"notes": "filter replaced", "outcome": "part_replaced"}, page=True),
+    ("POST", "/home/visits/{booking_id}"): _case(lambda w: {"booking_id": w.booking_id}, {"home2"},
+                                                 body={"change": "reschedule"}, page=True),
     ("GET", "/ops/tickets/{ticket_id}"): _case(lambda w: {"ticket_id": w.ticket_id}, {"op"}, page=True),
     ("POST", "/ops/tickets/{ticket_id}/resolve"): _case(lambda w: {"ticket_id": w.ticket_id}, {"op"},
                                                         body={"resolution": "done"}, page=True),

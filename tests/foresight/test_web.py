@@ -135,3 +135,17 @@ def test_homeowner_sets_quiet_hours_and_language(app, runtime: Runtime) -> None:
     assert runtime.actions.household("hh-1").language == "zh"  # nothing half-saved
     r = home.post("/home/settings", data={"csrf": _csrf(page.text), "webhook": "on", "webhook_url": "https://x.example/h"})
     assert "needs a webhook_secret" in home.get(r.headers["location"]).text  # a webhook must be signed
+
+
+def test_homeowner_finds_another_time_for_a_visit(app, runtime: Runtime) -> None:  # type: ignore[no-untyped-def]
+    home = _browser(app, "home2")
+    page = home.get("/home")
+    assert "Technician visits" in page.text and "Find another time" in page.text
+    booking = runtime.actions.bookings_for_technician("tech-1")[0]
+    r = home.post(f"/home/visits/{booking.booking_id}", data={"change": "reschedule", "csrf": _csrf(page.text)})
+    assert "Your visit is moved to" in home.get(r.headers["location"]).text
+    assert runtime.actions.booking(booking.booking_id).start > booking.start
+    r = home.post(f"/home/visits/{booking.booking_id}", data={"change": "cancel", "reason": "The problem is fixed",
+                                                             "csrf": _csrf(page.text)})
+    assert "Your visit is cancelled" in home.get(r.headers["location"]).text
+    assert runtime.actions.booking(booking.booking_id).status == "cancelled"
