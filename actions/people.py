@@ -103,6 +103,9 @@ class NotificationsMixin(ServiceCore):
                 raise InvalidState(f"notification {notification_id} has not been delivered yet")
             if action != "talk_to_person" and row.status in _FINAL:
                 raise InvalidState(f"notification {notification_id} is {row.status}")
+            offered = Notification._from_row(row).actions
+            if action not in offered:
+                raise InvalidState(f"notification {notification_id} offers {', '.join(offered)}, not {action}")
             ticket = booking = None
             if action == "acknowledge":
                 row.status = "acknowledged"

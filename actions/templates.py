@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-__all__ = ["APPLIANCE", "LANGUAGES", "MODE_TEXT", "TEMPLATES", "ModeText", "format_when", "render"]
+__all__ = ["APPLIANCE", "LANGUAGES", "MODE_TEXT", "TEMPLATES", "ModeText", "format_when", "mode_label", "render"]
 
 LANGUAGES: tuple[str, ...] = ("en", "zh")
 
@@ -123,6 +123,7 @@ _MODE_LABEL: Mapping[str, Mapping[str, str]] = {
     "scale_buildup": {"en": "scale build-up", "zh": "水垢堆积"},
     "heating_element_wear": {"en": "heating element wear", "zh": "加热元件老化"},
     "filter_clogging": {"en": "a clogged filter", "zh": "滤网堵塞"},
+    "overheating": {"en": "overheating", "zh": "过热"},
 }
 
 _WEEKDAYS_ZH = "一二三四五六日"
@@ -137,8 +138,16 @@ def format_when(t: datetime, *, timezone: str, language: str) -> str:
 
 
 def mode_label(mode: str, language: str) -> str:
-    """The failure mode in plain words (falls back to the name with spaces)."""
-    return _MODE_LABEL.get(mode, {}).get(language) or mode.replace("_", " ")
+    """The failure mode in plain words: ``error:E7`` → ``error E7`` / ``故障代码 E7``, else the name with spaces."""
+    known = _MODE_LABEL.get(mode, {}).get(language)
+    if known:
+        return known
+    prefix, _, rest = mode.partition(":")
+    if prefix == "error" and rest:
+        return f"故障代码 {rest}" if language == "zh" else f"error {rest}"
+    if prefix == "safety" and rest:
+        return _MODE_LABEL.get(rest, {}).get(language) or rest.replace("_", " ")
+    return mode.replace("_", " ")
 
 
 def render(template: str, language: str, *, kind: str, mode: str | None = None,

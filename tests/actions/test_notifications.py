@@ -243,3 +243,12 @@ def test_two_taps_at_once_make_one_ticket_with_both_messages(service: ActionServ
     assert len(tickets) == 2 and len(set(tickets)) == 1
     messages = {m["text"] for m in service.ticket(tickets[0]).context["messages"]}
     assert messages == {"first", "second"}
+
+
+def test_an_information_offers_only_acknowledge_and_a_person(service: ActionService, clock: ManualClock) -> None:
+    [booked] = service.handle([near(ts=clock.now(), **AC)])
+    [note] = service.notifications_for_household("h-2")
+    assert note.template == "booking_booked" and note.actions == ("acknowledge", "talk_to_person")
+    with pytest.raises(InvalidState, match="offers"):
+        service.notification_action(note.notification_id, "wrong", household_id="h-2")
+    assert service.notification_action(note.notification_id, "talk_to_person", household_id="h-2").ticket

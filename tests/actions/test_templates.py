@@ -49,3 +49,15 @@ def test_an_unknown_language_falls_back_to_english_and_a_missing_value_is_named(
     assert title == "Rice cooker: a message from our service team"
     with pytest.raises(KeyError, match="technician"):
         render("booking_booked", "en", kind="rice_cooker", mode="scale_buildup", start="x", end="y")
+
+
+@pytest.mark.parametrize(("mode", "en", "zh"), [
+    ("scale_buildup", "scale build-up", "水垢堆积"),
+    ("error:E7", "error E7", "故障代码 E7"),
+    ("safety:overheating", "overheating", "过热"),
+    ("some_new_mode", "some new mode", "some new mode"),
+])
+def test_mode_labels_are_plain_words(mode: str, en: str, zh: str) -> None:
+    from actions.templates import mode_label
+
+    assert (mode_label(mode, "en"), mode_label(mode, "zh")) == (en, zh)
