@@ -32,6 +32,7 @@ from ..schemas import PreferencesIn, Window
 from ..security import SESSION_COOKIE, Gate, RateLimited, csrf_token, own_technician, require_role
 from ..views import device_health, fleet_overview, household_visits
 from .charts import bar_chart, line_chart
+from .i18n import translator
 
 __all__ = ["mount_web"]
 
@@ -106,6 +107,8 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
 
     def render(request: Request, template: str, *, session: _Session | None, status: int = 200,
                **context: Any) -> HTMLResponse:
+        context.setdefault("lang", "en")
+        context.setdefault("t", translator(context["lang"]))
         html = env.get_template(template).render(request=request, me=session.principal if session else None,
                                                  csrf=session.csrf if session else "", now=rt.clock.now(),
                                                  **context)
@@ -189,11 +192,14 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         devices = device_health(rt, rt.store.devices(household_id=hid, now=rt.clock.now()))
         notes = rt.actions.notifications_for_household(hid)
         feed = rt.actions.feed_after(hid, 0, limit=1_000_000)
-        tz = rt.actions.household(hid).timezone
+        prefs = rt.actions.household(hid)
+        tz = prefs.timezone
         return render(request, "home.html", session=session, devices=devices, notifications=notes, tz=tz,
+                      lang=prefs.language,
                       actions=_ACTIONS, status_words=_STATUS_WORDS, flash=flash[:200], household_id=hid,
                       after=max((f.feed_id for f in feed), default=0), tickets=household_tickets(hid),
                       buttons=_buttons, order=list(_ACTIONS), settled=sorted(_SETTLED),
+                      script_words=_script_words(translator(prefs.language)),
                       visits=household_visits(rt, hid), cancel_reasons=_CANCEL_REASONS)
 
     @app.post("/home/notifications/{notification_id}", include_in_schema=False)
@@ -202,6 +208,8 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         session = page_session(request, Role.HOMEOWNER)
         checked(session, data)
         hid = session.principal.household_id or ""
+        prefs = await _in_thread(rt.actions.household, hid)
+        t = translator(prefs.language)
         action = data.get("action", "")
         if action not in _ACTIONS:
             raise HTTPException(422, "unknown action")
@@ -210,17 +218,18 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
             result = await _in_thread(rt.actions.notification_action, notification_id, action, household_id=hid,
                                       snooze_until=until, message=data.get("message", "").strip()[:2000])
         except NoSlot as exc:
-            flash = ("No technician is free in time, so a person will arrange the visit with you"
-                     + (f" (request #{exc.ticket_id})." if exc.ticket_id else "."))
+            flash = t("No technician is free in time; a person will arrange it") + (
+                f" ({t('request')} #{exc.ticket_id})." if exc.ticket_id else ".")
             return RedirectResponse(f"/home?flash={quote(flash)}", status_code=303)
         if result.ticket is not None and action == "talk_to_person":
-            flash = f"A person will get back to you soon (request #{result.ticket.ticket_id})."
+            flash = f"{t('A person will get back to you soon')} ({t('request')} #{result.ticket.ticket_id})."
         elif result.booking is not None:
-            flash = f"A technician visit is booked for {_when(result.booking.start)}."
+            flash = f"{t('A technician visit is booked for')} {_when(result.booking.start, prefs.timezone)}."
         elif result.ticket is not None:
-            flash = f"No technician is free in time; a person will arrange it (request #{result.ticket.ticket_id})."
+            flash = (f"{t('No technician is free in time; a person will arrange it')} "
+                     f"({t('request')} #{result.ticket.ticket_id}).")
         else:
-            flash = f"Thanks — noted: {_ACTIONS[action]}."
+            flash = f"{t('Thanks — noted')}: {t(_ACTIONS[action])}."
         return RedirectResponse(f"/home?flash={quote(flash)}", status_code=303)
 
     @app.post("/home/talk", include_in_schema=False)
@@ -232,7 +241,8 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         message = text_field(data, "message", max_len=2000)
         device_id = data.get("device_id") or None
         ticket = await _in_thread(open_person_ticket, hid, message=message, device_id=device_id)
-        flash = f"A person will get back to you soon (request #{ticket.ticket_id})."
+        t = translator((await _in_thread(rt.actions.household, hid)).language)
+        flash = f"{t('A person will get back to you soon')} ({t('request')} #{ticket.ticket_id})."
         return RedirectResponse(f"/home?flash={quote(flash)}", status_code=303)
 
     @app.post("/home/visits/{booking_id}", include_in_schema=False)
@@ -242,25 +252,27 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         checked(session, data)
         hid = session.principal.household_id or ""
         await _in_thread(owned_visit, hid, booking_id)
+        prefs = await _in_thread(rt.actions.household, hid)
+        t = translator(prefs.language)
         change = data.get("change", "")
         try:
             if change == "reschedule":
                 moved = await _in_thread(rt.actions.reschedule_booking, booking_id)
-                flash = f"Your visit is moved to {_when(moved.start, rt.actions.household(hid).timezone)}."
+                flash = f"{t('Your visit is moved to')} {_when(moved.start, prefs.timezone)}."
             elif change == "cancel" and data.get("reason") in _CANCEL_REASONS:
                 await _in_thread(rt.actions.cancel_booking, booking_id, reason=data["reason"], by="homeowner")
-                flash = "Your visit is cancelled. If the problem is still there, a person will contact you."
+                flash = t("Your visit is cancelled. If the problem is still there, a person will contact you.")
             else:
                 raise HTTPException(422, "please choose what to change")
         except NoSlot:
-            flash = "There is no later time free yet; your visit stays as it is. Talk to a person for help."
+            flash = t("There is no later time free yet; your visit stays as it is. Talk to a person for help.")
         return RedirectResponse(f"/home?flash={quote(flash)}", status_code=303)
 
     @app.get("/home/settings", include_in_schema=False)
     def home_settings(request: Request, flash: str = "", error: str = "") -> HTMLResponse:
         session = page_session(request, Role.HOMEOWNER)
         prefs = rt.actions.household(session.principal.household_id or "")
-        return render(request, "settings.html", session=session, prefs=prefs, flash=flash[:200],
+        return render(request, "settings.html", session=session, prefs=prefs, flash=flash[:200], lang=prefs.language,
                       error=error[:300], status=422 if error else 200)
 
     @app.post("/home/settings", include_in_schema=False)
@@ -285,7 +297,8 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         except (ValidationError, ValueError) as exc:
             words = "; ".join(e["msg"] for e in exc.errors()) if isinstance(exc, ValidationError) else str(exc)
             return RedirectResponse(f"/home/settings?error={quote(words[:300])}", status_code=303)
-        return RedirectResponse(f"/home/settings?flash={quote('Saved.')}", status_code=303)
+        saved = translator(body.language)("Saved.")
+        return RedirectResponse(f"/home/settings?flash={quote(saved)}", status_code=303)
 
     # -- technician ---------------------------------------------------------------------------
 
@@ -410,6 +423,13 @@ async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(fn, *args, **kwargs)
+
+
+def _script_words(t: Callable[[str], str]) -> dict[str, Any]:
+    """What the live-stream script shows, in the household's language."""
+    return {"labels": {k: t(v) for k, v in _ACTIONS.items()}, "states": {k: t(v) for k, v in _STATUS_WORDS.items()},
+            "live": t("Live: new messages appear here."), "reconnecting": t("Reconnecting…"),
+            "new": t("New message")}
 
 
 #: Once settled, a notification offers only a person (the homeowner may still want to talk).

@@ -124,11 +124,13 @@ def test_homeowner_sets_quiet_hours_and_language(app, runtime: Runtime) -> None:
     assert page.status_code == 200 and "Quiet hours" in page.text
     r = home.post("/home/settings", data={"csrf": _csrf(page.text), "language": "zh", "timezone": "Asia/Shanghai",
                                           "quiet": "on", "quiet_start": "22:00", "quiet_end": "07:00"})
-    assert r.status_code == 303 and "Saved" in home.get(r.headers["location"]).text
+    assert r.status_code == 303 and "已保存" in home.get(r.headers["location"]).text  # said in the new language
     prefs = runtime.actions.household("hh-1")
     assert (prefs.language, prefs.timezone, prefs.quiet_start, prefs.quiet_end) == ("zh", "Asia/Shanghai",
                                                                                     "22:00", "07:00")
-    assert "Tue 03 Mar, 08:00 (Asia/Shanghai)" in home.get("/home").text  # times in the household's zone
+    shown_zh = home.get("/home").text
+    assert "Tue 03 Mar, 08:00 (Asia/Shanghai)" in shown_zh  # times in the household's zone
+    assert '<html lang="zh">' in shown_zh and "您的电器" in shown_zh and "联系人工客服" in shown_zh  # its language
     r = home.post("/home/settings", data={"csrf": _csrf(page.text), "language": "en", "timezone": "Mars/Olympus"})
     shown = home.get(r.headers["location"])
     assert shown.status_code == 422 and 'role="alert"' in shown.text

@@ -5,8 +5,9 @@
   const list = document.getElementById("notifications");
   const template = document.getElementById("note-template");
   if (!status || !list || !template || !window.EventSource) return;
-  const labels = JSON.parse(list.dataset.labels);
-  const states = JSON.parse(list.dataset.states);
+  const words = JSON.parse(list.dataset.words);  // in the household's language
+  const labels = words.labels;
+  const states = words.states;
   const order = JSON.parse(list.dataset.order);  // the page's button order
   const settled = JSON.parse(list.dataset.settled);
   const tz = list.dataset.tz || "UTC";
@@ -38,8 +39,8 @@
   }
 
   const source = new EventSource(status.dataset.stream, { withCredentials: true });
-  source.addEventListener("open", () => { status.textContent = "Live: new messages appear here."; });
-  source.addEventListener("error", () => { status.textContent = "Reconnecting…"; });
+  source.addEventListener("open", () => { status.textContent = words.live; });
+  source.addEventListener("error", () => { status.textContent = words.reconnecting; });
   source.addEventListener("notification", (event) => {
     const n = JSON.parse(event.data);
     if (n.status === "held") return;  // quiet hours: it arrives when they end
@@ -53,7 +54,7 @@
       const empty = list.querySelector(".empty");
       if (empty) empty.remove();
       list.prepend(item);
-      status.textContent = `New message: ${n.title}`;
+      status.textContent = `${words.new}: ${n.title}`;
     }
     fill(item, n);
   });
