@@ -103,26 +103,3 @@ def test_jobs_live_in_a_persistent_store_once(service: ActionService, engine) ->
     finally:
         second.shutdown(wait=False)
 
-
-def test_the_webhook_job_delivers_on_a_running_scheduler(service: ActionService, clock: ManualClock) -> None:
-    from actions import HouseholdPrefs
-    from tests.fakes import RecordingSender
-
-    service.upsert_household(HouseholdPrefs(household_id="h-1", channels=frozenset({"in_app", "webhook"}),
-                                            webhook_url="http://127.0.0.1:9/hook", webhook_secret="x" * 20))
-    service.handle([near(ts=clock.now())])
-    sender = RecordingSender()
-    scheduler = BackgroundScheduler(timezone="UTC")
-    register_jobs(scheduler, service=service, interval_s=0.05, name="t4", sender=sender)
-    scheduler.start()
-    try:
-        deadline = time.monotonic() + 10
-        # the job commits the outcome after the request: wait for the outbox, not the request
-        while ([e.status for e in service.outbox_for_household("h-1")] != ["delivered"]
-               and time.monotonic() < deadline):
-            time.sleep(0.02)
-        assert [e.status for e in service.outbox_for_household("h-1")] == ["delivered"]
-        assert len(sender.sent) == 1
-    finally:
-        unregister_jobs(scheduler, name="t4")
-        scheduler.shutdown(wait=True)

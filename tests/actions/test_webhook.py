@@ -136,3 +136,34 @@ def test_the_signature_is_hmac_sha256_over_timestamp_and_body() -> None:
     expected = hmac.new(b"k" * 16, b"1767225600.{}", hashlib.sha256).hexdigest()
     assert sign(secret="k" * 16, timestamp=1767225600, body=b"{}") == f"sha256={expected}"
     assert HttpWebhookSender().send(url="ftp://x", body=b"", headers={}).error.startswith("not an http")
+
+
+def test_the_job_drives_the_outbox_on_a_running_scheduler(service: ActionService, clock: ManualClock,
+                                                          receiver: Receiver) -> None:
+    """``deliver_webhooks`` on a started APScheduler sends to the real server; the outcome is committed."""
+    import time
+
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from actions import register_jobs, unregister_jobs
+
+    _subscribe(service, receiver.url)
+    receiver.statuses = [502]  # the first try fails; the job retries after the backoff
+    service.handle([near(ts=clock.now())])
+    scheduler = BackgroundScheduler(timezone="UTC")
+    register_jobs(scheduler, service=service, interval_s=0.05, name="webhook-job",
+                  sender=HttpWebhookSender(timeout_s=5))
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(receiver.received) < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        clock.advance(timedelta(seconds=30))  # the backoff has passed
+        while ([e.status for e in service.outbox_for_household("h-1")] != ["delivered"]
+               and time.monotonic() < deadline):
+            time.sleep(0.02)
+        [entry] = service.outbox_for_household("h-1")
+        assert (entry.status, entry.attempts) == ("delivered", 2) and len(receiver.received) == 2
+    finally:
+        unregister_jobs(scheduler, name="webhook-job")
+        scheduler.shutdown(wait=True)
