@@ -112,10 +112,13 @@ class EventsMixin(ServiceCore):
         meaning = entry.meaning["en"] if entry is not None else f"unknown error code {code}"
         household = device.household_id if device is not None else None
 
-        if entry is None or device is None or recurring or (household is None and not entry.visit_needed):
+        # A safety code always takes the safety path below (told at once), recurring or not.
+        if (entry is None or device is None or (recurring and not entry.safety)
+                or (household is None and not entry.visit_needed and not entry.safety)):
             category = ("unknown_device" if device is None else "unknown_error_code" if entry is None
                         else "recurring_error" if recurring else "no_household")
-            priority = entry.priority if entry is not None and entry.safety else "normal" if entry is None else "high"
+            # Unknown: a person looks when they can; a known fault that did not stay fixed: soon.
+            priority = "normal" if entry is None else "high"
             case = self._new_case(s, device_id=event.device_id, kind=kind, mode=mode,
                                   action=DecisionAction.OPEN_TICKET.value, priority=priority,
                                   reason=f"{seen}: {meaning}", due_by=None, now=now)

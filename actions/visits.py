@@ -26,7 +26,10 @@ from .records import Booking, Label
 from .scheduling import ACTIVE_BOOKING, BookingRequest, move_booking, release_slots, skill_for, visit_mode
 from .tickets import open_ticket, record_label
 
-__all__ = ["BOOKING_OUTCOMES", "TechnicianJob", "VisitsMixin"]
+__all__ = ["BOOKING_OUTCOMES", "CANCELLED_BY", "TechnicianJob", "VisitsMixin"]
+
+#: Who may cancel a visit.
+CANCELLED_BY: tuple[str, ...] = ("homeowner", "technician", "operator")
 
 #: What a technician can record on completing a visit.
 BOOKING_OUTCOMES: tuple[str, ...] = ("confirmed_fault", "no_fault_found", "part_replaced")
@@ -131,6 +134,8 @@ class VisitsMixin(ServiceCore):
         """
         if not reason.strip():
             raise ValueError("say why the visit is cancelled")
+        if by not in CANCELLED_BY:
+            raise ValueError(f"by must be one of {list(CANCELLED_BY)}, got {by!r}")
         now = self._clock.now()
         with self._sessions.begin() as s:
             row = get_row(s, BookingRow, booking_id, "booking")

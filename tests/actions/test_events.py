@@ -125,3 +125,16 @@ def test_the_table_is_complete_and_consistent() -> None:
     with pytest.raises(ValueError, match="critical"):
         ErrorCode(kind="rice_cooker", model="*", code="X", meaning={"en": "", "zh": ""}, severity="low",
                   homeowner_fix={"en": "", "zh": ""}, visit_needed=False, safety=True)
+
+
+def test_a_recurring_safety_code_is_still_told_at_once(service: ActionService, clock: ManualClock,
+                                                      engine: Engine) -> None:
+    _device(engine, "rc-7", "rice_cooker", "RC-100")
+    add_event(engine, "rc-7", "E5", ts=clock.now(), seq=1)
+    [first] = service.process_device_events()
+    service.resolve_ticket(first.ticket_id, "cable replaced")  # type: ignore[arg-type]
+    clock.advance(2 * H)
+    add_event(engine, "rc-7", "E5", ts=clock.now(), seq=2)
+    [again] = service.process_device_events()
+    assert again.notification_id is not None and service.ticket(again.ticket_id).category == "safety"  # type: ignore[arg-type]
+    assert service.notification(again.notification_id).severity == "safety"

@@ -177,6 +177,8 @@ def test_reschedule_and_cancel_free_the_slot(service: ActionService, clock: Manu
         service.cancel_booking(first.booking_id, reason="twice")
     with pytest.raises(ValueError):
         service.cancel_booking(again.booking_id, reason=" ")
+    with pytest.raises(ValueError, match="by must be"):
+        service.cancel_booking(again.booking_id, reason="x", by="robot")
 
 
 def test_cancelling_a_needed_visit_leaves_work_for_a_person(service: ActionService, clock: ManualClock) -> None:
