@@ -19,6 +19,7 @@ from .errors import ActionsError, InvalidState, NoSlot, NotFound, SlotTaken, Unk
 from .events import EventOutcome
 from .households import AvailabilityWindow, HouseholdPrefs
 from .jobs import register_jobs, unregister_jobs
+from .people import NOTIFICATION_ACTIONS
 from .policy import CaseHistory, Decision, DecisionAction, PolicyConfig, decide
 from .records import (
     Booking,
@@ -34,12 +35,14 @@ from .records import (
 from .service import ActionService, seed_technicians
 from .tickets import LABEL_OUTCOMES as TICKET_OUTCOMES
 from .tickets import RESOLUTION_ACTIONS
-from .visits import BOOKING_OUTCOMES, TechnicianJob
+from .visits import BOOKING_OUTCOMES, CANCELLED_BY, TechnicianJob
 from .webhook import HttpWebhookSender, RetryConfig, WebhookSender, sign, verify_signature
 
 __all__ = [
     "BOOKING_OUTCOMES",
+    "CANCELLED_BY",
     "ERROR_CODES",
+    "NOTIFICATION_ACTIONS",
     "RESOLUTION_ACTIONS",
     "TICKET_OUTCOMES",
     "ActionService",
