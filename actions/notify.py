@@ -31,6 +31,8 @@ __all__ = ["SNOOZE_MAX", "NewNotification", "create_notification", "feed_event",
 SNOOZE_MAX = timedelta(days=14)
 
 _ALERT_SEVERITIES = ("warning", "safety")
+#: "By when" for an alert without a deadline.
+_SOON = {"en": "as soon as you can", "zh": "尽快"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +73,7 @@ def create_notification(s: Session, note: NewNotification, *, config: DeliveryCo
     values = {k: _localise(v, prefs) for k, v in note.values.items()}
     if note.due_by is not None:
         values.setdefault("by_when", format_when(note.due_by, timezone=prefs.timezone, language=prefs.language))
+    values.setdefault("by_when", _SOON.get(prefs.language, _SOON["en"]))
     title, body = render(note.template, prefs.language, kind=note.kind, mode=note.mode, **values)
     severity = {Urgency.SAFETY: "safety", Urgency.ALERT: "warning", Urgency.INFO: "info"}[note.urgency]
     row = NotificationRow(
