@@ -15,14 +15,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from actions import Booking, Case
-from actions.db import BookingRow, NotificationRow, TicketRow
+from actions.db import BookingRow, FeedRow, NotificationRow, TicketRow
 from ingest.store import DeviceInfo
 from predictors.types import Prediction
 
 from .runtime import Runtime
 
 __all__ = ["HEALTH_LABELS", "DeviceDetail", "DeviceHealth", "FleetOverview", "device_detail",
-           "device_health", "fleet_overview", "household_visits"]
+           "device_health", "feed_cursor", "fleet_overview", "household_visits"]
 
 #: From best to worst; ``unknown`` means no prediction yet.
 HEALTH_LABELS = ("ok", "watch", "at_risk", "needs_attention", "unknown")
@@ -153,3 +153,9 @@ def household_visits(rt: Runtime, household_id: str) -> list[Booking]:
             BookingRow.household_id == household_id, BookingRow.status.in_(("scheduled", "due", "overdue")))
             .order_by(BookingRow.start_at, BookingRow.id)))
     return [rt.actions.booking(i) for i in ids]
+
+
+def feed_cursor(rt: Runtime, household_id: str) -> int:
+    """The household's newest feed position (0 when empty): where a page's live stream starts."""
+    with Session(rt.engine) as s:
+        return s.scalar(select(func.max(FeedRow.id)).where(FeedRow.household_id == household_id)) or 0

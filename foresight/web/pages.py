@@ -30,7 +30,7 @@ from ..auth import InvalidCredentials, Principal, Role
 from ..runtime import Runtime
 from ..schemas import PreferencesIn, Window
 from ..security import SESSION_COOKIE, Gate, RateLimited, csrf_token, own_technician, require_role
-from ..views import device_health, fleet_overview, household_visits
+from ..views import device_health, feed_cursor, fleet_overview, household_visits
 from .charts import bar_chart, line_chart
 from .i18n import translator
 
@@ -191,13 +191,12 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         hid = session.principal.household_id or ""
         devices = device_health(rt, rt.store.devices(household_id=hid, now=rt.clock.now()))
         notes = rt.actions.notifications_for_household(hid)
-        feed = rt.actions.feed_after(hid, 0, limit=1_000_000)
         prefs = rt.actions.household(hid)
         tz = prefs.timezone
         return render(request, "home.html", session=session, devices=devices, notifications=notes, tz=tz,
                       lang=prefs.language,
                       actions=_ACTIONS, status_words=_STATUS_WORDS, flash=flash[:200], household_id=hid,
-                      after=max((f.feed_id for f in feed), default=0), tickets=household_tickets(hid),
+                      after=feed_cursor(rt, hid), tickets=household_tickets(hid),
                       buttons=_buttons, order=list(_ACTIONS), settled=sorted(_SETTLED),
                       script_words=_script_words(translator(prefs.language)),
                       visits=household_visits(rt, hid), cancel_reasons=_CANCEL_REASONS)
