@@ -18,7 +18,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Boolean, ForeignKey, String, select, update
+from sqlalchemy import Boolean, ForeignKey, String, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ingest.clock import Clock
@@ -150,6 +150,8 @@ class AuthStore:
             token = secrets.token_urlsafe(32)
             now = self._clock.now()
             expires = now + self._ttl
+            # The user's dead tokens go at each login, so the table holds only live ones (and recent logouts).
+            s.execute(delete(TokenRow).where(TokenRow.user_id == user_id, TokenRow.expires_at <= now))
             s.add(TokenRow(token_hash=_token_hash(token), user_id=user_id, kind=kind, created_at=now,
                            expires_at=expires))
             return token, expires, _principal(row)

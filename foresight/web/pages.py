@@ -331,9 +331,14 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
     # -- operator -----------------------------------------------------------------------------
 
     @app.get("/ops", include_in_schema=False)
-    def ops(request: Request, flash: str = "") -> HTMLResponse:
+    def ops(request: Request, flash: str = "", q: str = "") -> HTMLResponse:
         session = page_session(request, Role.OPERATOR)
-        return render(request, "ops_queue.html", session=session, tickets=rt.actions.open_tickets(),
+        tickets = rt.actions.open_tickets()
+        query = q.strip().lower()[:64]
+        if query:  # a household, device, category or words of the subject
+            tickets = [t for t in tickets if query in " ".join(
+                str(v) for v in (t.ticket_id, t.household_id, t.device_id, t.category, t.subject)).lower()]
+        return render(request, "ops_queue.html", session=session, tickets=tickets, q=query,
                       flash=flash[:200], hours_left=lambda t: (t - rt.clock.now()).total_seconds() / 3600)
 
     @app.get("/ops/tickets/{ticket_id}", include_in_schema=False)

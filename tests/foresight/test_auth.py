@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from foresight.api import create_app
@@ -78,6 +78,9 @@ def test_tokens_expire(runtime: Runtime) -> None:
     assert client.get("/tickets", headers=auth).status_code == 200
     clock.advance(timedelta(seconds=1))
     assert client.get("/tickets", headers=auth).status_code == 401
+    _login(client, "op")  # a new login clears the user's expired tokens
+    with Session(runtime.engine) as s:
+        assert s.scalar(select(func.count()).select_from(TokenRow).where(TokenRow.user_id == "op")) == 1
 
 
 def test_password_guessing_is_rate_limited_per_account(runtime: Runtime) -> None:

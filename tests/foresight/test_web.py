@@ -87,6 +87,9 @@ def test_homeowner_talks_to_a_person_and_the_operator_sees_the_context(app, runt
     op = _browser(app, "op")
     queue = op.get("/ops").text
     assert f"#{ticket.ticket_id}" in queue and "Customer request" in queue
+    found = op.get("/ops", params={"q": "HH-1"}).text
+    assert f'data-ticket="{ticket.ticket_id}"' in found and "matching" in found
+    assert 'data-ticket=' not in op.get("/ops", params={"q": "hh-nobody"}).text
     detail = op.get(f"/ops/tickets/{ticket.ticket_id}").text
     assert "<svg" in detail and "time to boil s" in detail.lower() and "hh-1" in detail  # trend + household
     assert "Similar resolved cases" in detail and "Messages sent to the household" in detail
