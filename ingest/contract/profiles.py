@@ -201,10 +201,66 @@ AIR_CONDITIONER = ApplianceProfile(
             threshold=Threshold(metric="filter_dp_pa", value=250.0),
             skill="hvac",
         ),
+        FailureMode(
+            name="refrigerant_leak",
+            description="A slow leak loses refrigerant charge: the supply air gets warmer (less "
+                        "cooling) and the compressor draws less power until the low-pressure "
+                        "switch stops the unit.",
+            action=ActionKind.BOOK_TECHNICIAN,
+            metrics=("supply_air_temp_c", "return_air_temp_c", "power_w"),
+            act_before_h=120.0,
+            skill="hvac",
+        ),
     ),
 )
 
-PROFILES: dict[str, ApplianceProfile] = {p.kind: p for p in (RICE_COOKER, AIR_CONDITIONER)}
+WATER_PURIFIER = ApplianceProfile(
+    kind="water_purifier",
+    description="Under-sink reverse-osmosis purifier with a booster pump; one reading per dispense.",
+    reading_interval_h=3.0,
+    # Nobody draws water at night or while the household is away for a day.
+    silence_grace=16.0,
+    window=16,
+    baseline_readings=6,
+    models=("WP-50", "WP-75"),
+    metrics=(
+        MetricSpec(name="flow_lpm", unit="L/min", low=0, high=20,
+                   description="Mean product-water flow during the dispense"),
+        MetricSpec(name="tds_in_ppm", unit="ppm", low=0, high=2000,
+                   description="Total dissolved solids of the feed water"),
+        MetricSpec(name="tds_out_ppm", unit="ppm", low=0, high=2000,
+                   description="Total dissolved solids of the purified water"),
+        MetricSpec(name="pump_current_a", unit="A", low=0, high=10,
+                   description="Booster pump motor current"),
+        MetricSpec(name="water_temp_c", unit="°C", low=0, high=60,
+                   description="Feed water temperature"),
+        MetricSpec(name="litres", unit="L", low=0, high=50, stuck_after=10**9,
+                   description="Water dispensed in the session (often a round figure: a full jug)"),
+    ),
+    failure_modes=(
+        FailureMode(
+            name="filter_exhaustion",
+            description="The cartridge is spent: dissolved solids break through (purified-water "
+                        "TDS climbs) and flow drops until the purifier locks dispensing.",
+            action=ActionKind.NOTIFY_HOMEOWNER,
+            metrics=("tds_out_ppm", "tds_in_ppm", "flow_lpm"),
+            act_before_h=120.0,
+            homeowner_tip="Your purifier's filter cartridge is nearly spent: replace it (twist the "
+                          "old cartridge out, fit the new one and run water for two minutes).",
+        ),
+        FailureMode(
+            name="pump_wear",
+            description="The booster pump's bearings and vanes wear: current rises while flow "
+                        "falls until the pump stalls.",
+            action=ActionKind.BOOK_TECHNICIAN,
+            metrics=("pump_current_a", "flow_lpm", "water_temp_c"),
+            act_before_h=168.0,
+            skill="water_purifier",
+        ),
+    ),
+)
+
+PROFILES: dict[str, ApplianceProfile] = {p.kind: p for p in (RICE_COOKER, AIR_CONDITIONER, WATER_PURIFIER)}
 
 
 def get_profile(kind: str) -> ApplianceProfile:
