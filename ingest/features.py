@@ -3,7 +3,8 @@
 The same functions serve the live feature store, the offline training frames and the evaluation
 replay, so a model sees in training exactly what it sees in production. For each metric of a
 profile: ``last``, ``mean``, ``std``, ``slope_per_day`` (least squares over the window), ``delta``
-(window mean minus the device's own baseline) and ``stuck`` (trailing run of identical values).
+(window mean minus the device's own baseline), ``stuck`` (trailing run of identical values) and
+``spikes`` (isolated readings that jump away from both neighbours by more than ``spike_jump``).
 A metric absent from the window has no features; models read that as missing.
 """
 
@@ -74,7 +75,18 @@ def compute_features(profile: ApplianceProfile, window: Sequence[Reading],
         out[feature_name(spec.name, "slope_per_day")] = _slope(days, values)
         out[feature_name(spec.name, "delta")] = mean - baseline.get(spec.name, mean)
         out[feature_name(spec.name, "stuck")] = float(_trailing_run(values))
+        out[feature_name(spec.name, "spikes")] = float(_spikes(values, spec.spike_jump))
     return out
+
+
+def _spikes(values: Sequence[float], jump: float) -> int:
+    """Interior values that jump by more than ``jump`` (relative) from both neighbours, same way."""
+    n = 0
+    for prev, cur, nxt in zip(values, values[1:], values[2:]):
+        up, down = cur - prev, cur - nxt
+        if up * down > 0 and abs(up) > jump * abs(prev) and abs(down) > jump * abs(nxt):
+            n += 1
+    return n
 
 
 def _std(values: Sequence[float], mean: float) -> float:

@@ -13,9 +13,10 @@ from datetime import datetime
 
 import numpy as np
 
-from ingest.contract import PROFILES, ApplianceProfile, feature_name
+from ingest.contract import PROFILES, ApplianceProfile
 from ingest.features import FeatureVector
 from predictors.dataset import min_readings
+from predictors.quality import sensor_faults
 from predictors.registry import LoadedModel, ModelRegistry
 from predictors.types import FeatureContribution, Prediction
 
@@ -59,16 +60,13 @@ class Scorer:
                 loaded = self._registry.live(kind, mode.name)
                 if loaded is None:
                     continue
-                stuck = [feature_name(m, "stuck") for m in mode.metrics]
-                limits = [profile.metric(m).stuck_after for m in mode.metrics]
-                for i, pred in zip(idx, _predict(loaded, batch, mode.metrics, stuck, limits),
-                                   strict=True):
+                for i, pred in zip(idx, _predict(loaded, batch, profile, mode.metrics), strict=True):
                     slots[i].append(pred)
         return [p for slot in slots for p in slot]
 
 
-def _predict(loaded: LoadedModel, batch: Sequence[FeatureVector], metrics: Sequence[str],
-             stuck: Sequence[str], limits: Sequence[int]) -> list[Prediction]:
+def _predict(loaded: LoadedModel, batch: Sequence[FeatureVector], profile: ApplianceProfile,
+             metrics: Sequence[str]) -> list[Prediction]:
     model, names = loaded.model, loaded.features
     o = model.outlook(np.array([[_num(v.values.get(f)) for f in names] for v in batch],
                                dtype=np.float64).reshape(len(batch), len(names)), top=TOP_FEATURES)
@@ -81,8 +79,7 @@ def _predict(loaded: LoadedModel, batch: Sequence[FeatureVector], metrics: Seque
         detail = "; ".join(
             f"{names[j]}={X[r, j]:.6g} {'above' if oor[r, j] > 0 else 'below'} training range "
             f"[{model.range_low_[j]:.6g}, {model.range_high_[j]:.6g}]" for j in bad)
-        faults = tuple(m for m, s, lim in zip(metrics, stuck, limits, strict=True)
-                       if _num(v.values.get(s)) >= lim)
+        faults = sensor_faults(profile, metrics, v.values)
         out.append(Prediction(
             device_id=v.device_id, kind=v.kind, mode=loaded.mode, ts=v.ts, p_fail=float(p[r]),
             horizon_h=loaded.horizon_h, ttf_h=float(ttf[r, 1]), ttf_low_h=float(ttf[r, 0]),
