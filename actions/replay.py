@@ -13,8 +13,11 @@ models), and every prediction goes through ``actions.policy.decide`` with a case
   device's other modes; an open ticket case is escalated when clean data calls for the mode's
   action; cooldown after a case closes;
 * a non-ticket case closes once the device has looked calm (``policy.is_calm``) for
-  ``recovered_dwell``; a ticket case closes when a person resolves it, here ``ticket_resolution``
-  after it opened (the replay has no people, so it assumes one answers in that time).
+  ``recovered_dwell``; a ticket case closes when a person resolves it. The replay has no people and
+  its history cannot change, so it assumes a person resolves an uncertainty ticket
+  ``ticket_resolution`` after it opened, and a data-quality ticket once the data has been clean (no
+  sensor fault, not out of distribution) for ``recovered_dwell``: the person has the sensor seen to
+  and keeps the ticket open meanwhile, rather than closing it on readings that are still bad.
 
 A booking always finds a slot (technician capacity is not what is measured here).
 """
@@ -90,6 +93,7 @@ class _State:
     case: ReplayCase | None = None
     uncertain_since: datetime | None = None
     calm_since: datetime | None = None
+    clean_since: datetime | None = None
     recent: list[float] = field(default_factory=list)
     last_closed_at: datetime | None = None
 
@@ -195,7 +199,9 @@ def _handle(p: Prediction, now: datetime, state: _State, open_dq: dict[tuple[str
     mode = failure_mode(p)
     case = state.case
     if case is not None:  # the jobs and people that would have closed it by now
-        if case.opened_action is DecisionAction.OPEN_TICKET and case.proactive_at is None:
+        if case.proactive_at is None and case.rule in ("sensor_fault", "ood"):
+            closes_at = (state.clean_since + config.recovered_dwell) if state.clean_since else None
+        elif case.proactive_at is None:
             closes_at = case.opened_at + ticket_resolution
         else:
             closes_at = (state.calm_since + config.recovered_dwell) if state.calm_since else None
@@ -211,6 +217,7 @@ def _handle(p: Prediction, now: datetime, state: _State, open_dq: dict[tuple[str
     decision = decide(p, history, config, now)
     state.uncertain_since = (state.uncertain_since or now) if is_uncertain(p, mode, config) else None
     state.calm_since = (state.calm_since or now) if is_calm(p, mode, config) else None
+    state.clean_since = None if (p.sensor_faults or p.ood) else (state.clean_since or now)
     state.recent = [*state.recent, p.p_fail][-12:]
     if decision.action is DecisionAction.NONE:
         return decision.rule

@@ -102,6 +102,7 @@ def _alerts(result: ReplayResult) -> list[Alert]:
 def _report(history: History, result: ReplayResult) -> dict[str, Any]:
     alerts = _alerts(result)
     first_seen = {d: span[0] for d, span in result.spans.items()}
+    last = {d: span[1] for d, span in result.spans.items()}
     hours = {d: (span[1] - span[0]).total_seconds() / 3600.0 for d, span in result.spans.items()}
     horizons = {f"{p.kind}.{m.name}": m.horizon_h for p in PROFILES.values() for m in p.failure_modes}
     last_seen = {d: span[1].timestamp() for d, span in result.spans.items()}
@@ -117,7 +118,8 @@ def _report(history: History, result: ReplayResult) -> dict[str, Any]:
         out = evaluate_alerts([a for a in alerts if keep(a.kind, a.mode)],
                               [f for f in history.failures if keep(f.kind, f.mode)],
                               device_hours=sum(hours[d] for d in devs), cases=len(cases),
-                              escalations=sum(c.escalated_to_human for c in cases), first_seen=first_seen)
+                              escalations=sum(c.escalated_to_human for c in cases), first_seen=first_seen,
+                              last_seen=last)
         sel = np.fromiter((keep(*k.split(".", 1)) for k in result.scored_key), bool, result.scored_key.size)
         out["brier"] = brier(result.scored_p[sel], y[sel])
         out["scored_predictions"] = int(sel.sum())
@@ -128,7 +130,7 @@ def _report(history: History, result: ReplayResult) -> dict[str, Any]:
         "overall": figures(None, None),
         "by_kind": {p.kind: figures(p.kind, None) for p in PROFILES.values()},
         "by_mode": by_mode,
-        "lead_curve": lead_curve(alerts, history.failures, first_seen=first_seen),
+        "lead_curve": lead_curve(alerts, history.failures, first_seen=first_seen, last_seen=last),
         "calibration": calibration_curve(result.scored_p, y),
         "sensor_faults": _sensor_faults(history, result, alerts),
         "escalations_by_rule": _count(c.rule for c in result.cases if c.escalated_to_human),

@@ -5,7 +5,9 @@ Definitions (also in docs/evaluation.md):
 * An **alert** is a proactive action for (device, mode): a homeowner notification or a technician
   booking, at the time the case first called for it (opened, or a ticket case escalated to it).
 * An alert is **true** when a failure of the same device and mode follows within ``match_window``
-  (default 14 days); otherwise it is a **false alert**.
+  (default 14 days); otherwise it is a **false alert** -- unless the history ends less than
+  ``match_window`` after it: then its outcome is unknown and it is counted as *unresolved*, in
+  neither precision nor false alerts (as a censored device is not healthy forever).
 * A failure is **caught at lead L** when a true alert of its device and mode came at least ``L``
   hours before it and after the previous failure of that device and mode. ``recall_48h`` is the
   share of evaluated failures caught at 48 h; the **lead time** of a failure is its earliest true
@@ -29,7 +31,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-__all__ = ["Alert", "Failure", "LEADS_H", "calibration_curve", "evaluate_alerts", "horizon_labels",
+__all__ = ["Alert", "Failure", "LEADS_H", "brier", "calibration_curve", "evaluate_alerts", "horizon_labels",
            "lead_curve"]
 
 #: Lead-time thresholds of the precision/recall curve, in hours.
@@ -60,7 +62,7 @@ class Failure:
 
 def _match(alerts: Sequence[Alert], failures: Sequence[Failure], match_window: timedelta
            ) -> tuple[list[bool], dict[int, float]]:
-    """Per proactive alert: true or false; per failure index: lead (h) of its earliest true alert."""
+    """Per proactive alert: true or not; per failure index: lead (h) of its earliest true alert."""
     fails: dict[tuple[str, str], list[tuple[datetime, int]]] = {}
     for i, f in enumerate(failures):
         fails.setdefault((f.device_id, f.mode), []).append((f.at, i))
@@ -78,9 +80,17 @@ def _match(alerts: Sequence[Alert], failures: Sequence[Failure], match_window: t
     return true_flags, lead
 
 
+def _resolved(alerts: Sequence[Alert], true_flags: Sequence[bool], last_seen: Mapping[str, datetime],
+              match_window: timedelta) -> list[bool]:
+    """An alert's outcome is known when it came true or the history runs ``match_window`` past it."""
+    return [ok or last_seen.get(a.device_id, a.at) - a.at >= match_window
+            for a, ok in zip(alerts, true_flags, strict=True)]
+
+
 def evaluate_alerts(alerts: Sequence[Alert], failures: Sequence[Failure], *,
                     device_hours: float, cases: int, escalations: int,
-                    first_seen: Mapping[str, datetime], warmup: timedelta = timedelta(days=7),
+                    first_seen: Mapping[str, datetime], last_seen: Mapping[str, datetime],
+                    warmup: timedelta = timedelta(days=7),
                     match_window: timedelta = timedelta(days=14), lead_h: float = 48.0) -> dict[str, object]:
     """The headline figures for one slice (overall, a kind or a mode); see the module docstring.
 
@@ -89,9 +99,10 @@ def evaluate_alerts(alerts: Sequence[Alert], failures: Sequence[Failure], *,
     """
     evaluated = [f for f in failures if f.device_id in first_seen and f.at - first_seen[f.device_id] >= warmup]
     true_flags, lead = _match(alerts, evaluated, match_window)
+    resolved = _resolved(alerts, true_flags, last_seen, match_window)
     leads = list(lead.values())
     n_true = sum(true_flags)
-    false_alerts = len(alerts) - n_true
+    false_alerts = sum(r and not t for r, t in zip(resolved, true_flags, strict=True))
     months = device_hours / _MONTH_H
     return {
         "failures": len(evaluated),
@@ -102,7 +113,8 @@ def evaluate_alerts(alerts: Sequence[Alert], failures: Sequence[Failure], *,
         "alerts": len(alerts),
         "true_alerts": n_true,
         "false_alerts": false_alerts,
-        "precision": _ratio(n_true, len(alerts)),
+        "alerts_unresolved": len(alerts) - sum(resolved),
+        "precision": _ratio(n_true, n_true + false_alerts),
         "device_months": round(months, 1),
         "false_alerts_per_1000_device_months": round(1000 * false_alerts / months, 2) if months else None,
         "cases": cases,
@@ -113,7 +125,7 @@ def evaluate_alerts(alerts: Sequence[Alert], failures: Sequence[Failure], *,
 
 
 def lead_curve(alerts: Sequence[Alert], failures: Sequence[Failure], *, first_seen: Mapping[str, datetime],
-               warmup: timedelta = timedelta(days=7), match_window: timedelta = timedelta(days=14),
+               last_seen: Mapping[str, datetime], warmup: timedelta = timedelta(days=7), match_window: timedelta = timedelta(days=14),
                leads_h: Iterable[float] = LEADS_H) -> list[dict[str, float | None]]:
     """Recall and precision as a function of the lead required: an alert less than ``L`` hours
     before its failure counts as too late (false at that ``L``), a failure without one as missed."""
@@ -121,12 +133,13 @@ def lead_curve(alerts: Sequence[Alert], failures: Sequence[Failure], *, first_se
     fails: dict[tuple[str, str], list[datetime]] = {}
     for f in evaluated:
         fails.setdefault((f.device_id, f.mode), []).append(f.at)
+    true_flags, lead = _match(alerts, evaluated, match_window)
+    alerts = [a for a, r in zip(alerts, _resolved(alerts, true_flags, last_seen, match_window), strict=True) if r]
     alert_leads = []
     for a in alerts:
         nxt = min((at for at in fails.get((a.device_id, a.mode), ()) if a.at < at <= a.at + match_window),
                   default=None)
         alert_leads.append((nxt - a.at).total_seconds() / 3600.0 if nxt is not None else None)
-    _, lead = _match(alerts, evaluated, match_window)
     out = []
     for L in leads_h:
         good = sum(1 for h in alert_leads if h is not None and h >= L)
