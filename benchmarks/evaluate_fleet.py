@@ -64,6 +64,8 @@ def main() -> None:
     ap.add_argument("--train-days", type=int, default=180)
     ap.add_argument("--train-seed", type=int, default=1007)
     ap.add_argument("--out", type=Path, default=Path("var/bench-evaluate"))
+    ap.add_argument("--reuse-models", action="store_true",
+                    help="keep the models of an earlier run under --out (training is deterministic per seed)")
     args = ap.parse_args()
     if args.seed == args.train_seed:
         ap.error("the held-out fleet needs another seed than the training fleet")
@@ -71,22 +73,27 @@ def main() -> None:
     print(f"load before: {os.getloadavg()[0]:.2f} (1-min average, 2 cores shared)")
 
     t0 = time.perf_counter()
-    train = simulate(devices=args.train_devices, days=args.train_days, seed=args.train_seed)
     db = args.out / "registry.db"
-    db.unlink(missing_ok=True)
+    if not (args.reuse_models and db.exists()):
+        db.unlink(missing_ok=True)
     engine = make_engine(f"sqlite:///{db}")
     create_schema(engine)
     registry = ModelRegistry(engine, args.out / "models")
-    reports = train_all(train.readings, [FailureLabel(device_id=f.device_id, mode=f.mode, failed_at=f.at)
-                                         for f in train.failures],
-                        registry=registry, now=SystemClock().now(),
-                        observed_until=TRAINING_START + timedelta(days=args.train_days))
+    if not (args.reuse_models and db.exists() and registry.versions()):
+        train = simulate(devices=args.train_devices, days=args.train_days, seed=args.train_seed)
+        reports = train_all(train.readings, [FailureLabel(device_id=f.device_id, mode=f.mode, failed_at=f.at)
+                                             for f in train.failures],
+                            registry=registry, now=SystemClock().now(),
+                            observed_until=TRAINING_START + timedelta(days=args.train_days))
+        print(f"trained on {args.train_devices} devices x {args.train_days} days (seed {args.train_seed}, "
+              f"{len(train.readings):,} readings) in {time.perf_counter() - t0:.0f} s")
+        for r in reports:
+            print(f"  {r.kind}.{r.mode}: {'live' if r.live else 'NOT live'} {r.skipped or ''}"
+                  f" auc={r.summary.get('auc')} brier={r.summary.get('brier')} "
+                  f"(base {r.summary.get('brier_base_rate')})")
+    else:
+        print(f"reusing the models in {db}")
     t1 = time.perf_counter()
-    print(f"trained on {args.train_devices} devices x {args.train_days} days (seed {args.train_seed}, "
-          f"{len(train.readings):,} readings) in {t1 - t0:.0f} s")
-    for r in reports:
-        print(f"  {r.kind}.{r.mode}: {'live' if r.live else 'NOT live'} {r.skipped or ''}"
-              f" auc={r.summary.get('auc')} brier={r.summary.get('brier')} (base {r.summary.get('brier_base_rate')})")
 
     held = simulate(devices=args.devices, days=args.days, seed=args.seed)
     t2 = time.perf_counter()

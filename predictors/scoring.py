@@ -23,6 +23,8 @@ from predictors.types import FeatureContribution, Prediction
 __all__ = ["Scorer"]
 
 TOP_FEATURES = 3
+#: Statistics the out-of-distribution flag looks at (see ``_predict``).
+OOD_STATS = frozenset({"last", "mean", "delta"})
 
 
 class Scorer:
@@ -71,11 +73,14 @@ def _predict(loaded: LoadedModel, batch: Sequence[FeatureVector], profile: Appli
     o = model.outlook(np.array([[_num(v.values.get(f)) for f in names] for v in batch],
                                dtype=np.float64).reshape(len(batch), len(names)), top=TOP_FEATURES)
     X, p, ttf, top_idx, top_w, oor = o.X, o.p_fail, o.ttf_h, o.top_index, o.top_weight, o.out_of_range
+    # Novelty is judged on levels. Slopes and spreads are heavy-tailed: a repair or a filter change
+    # inside the window sends them past the training percentiles for a day, on a familiar device.
+    level = [name.rpartition("__")[2] in OOD_STATS for name in names]
     out = []
     for r, v in enumerate(batch):
         reasons = tuple(FeatureContribution(names[j], float(X[r, j]), float(w))
                         for j, w in zip(top_idx[r], top_w[r], strict=True) if j >= 0)
-        bad = np.flatnonzero(oor[r])
+        bad = [j for j in np.flatnonzero(oor[r]) if level[j]]
         detail = "; ".join(
             f"{names[j]}={X[r, j]:.6g} {'above' if oor[r, j] > 0 else 'below'} training range "
             f"[{model.range_low_[j]:.6g}, {model.range_high_[j]:.6g}]" for j in bad)
@@ -85,7 +90,7 @@ def _predict(loaded: LoadedModel, batch: Sequence[FeatureVector], profile: Appli
             horizon_h=loaded.horizon_h, ttf_h=float(ttf[r, 1]), ttf_low_h=float(ttf[r, 0]),
             ttf_high_h=float(ttf[r, 2]), model_version=loaded.version, top_features=reasons,
             n_readings=v.n_readings,
-            ood=bool(bad.size), ood_detail=detail, sensor_faults=faults))
+            ood=bool(bad), ood_detail=detail, sensor_faults=faults))
     return out
 
 
