@@ -86,14 +86,35 @@ def simulate(
     days: Annotated[int, typer.Option(min=1)] = 90,
     seed: Annotated[int, typer.Option(min=0)] = 1,
 ) -> None:
-    """Write a simulated fleet history as files (the onboarding format)."""
+    """Write a simulated fleet history as files (the onboarding format), with its ground truth."""
+    from collections import Counter
+
+    from rich.progress import Progress
+    from rich.table import Table
+
     fleet = Fleet.build(n_devices=devices, seed=seed, start=TRAINING_START, initial_wear="mixed")
-    telemetry = [m for m in fleet.advance(TRAINING_START + timedelta(days=days)) if isinstance(m, Telemetry)]
+    messages = []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"simulating {devices} devices", total=days)
+        for day in range(1, days + 1):  # a day at a time keeps the fleet's outbox small
+            messages.extend(fleet.advance(TRAINING_START + timedelta(days=day)))
+            progress.advance(task)
+    telemetry = [m for m in messages if isinstance(m, Telemetry)]
     out.mkdir(parents=True, exist_ok=True)
     write_telemetry_csv(out / "telemetry.csv", telemetry)
     write_failures_csv(out / "failures.csv", fleet.ground_truth)
     write_ground_truth_jsonl(out / "ground_truth.jsonl", fleet.ground_truth)
     write_manifest_csv(out / "manifest.csv", fleet.devices)
+    kinds = {d.device_id: d.kind for d in fleet.devices}
+    events = Counter((kinds[g.device_id], g.what, g.mode) for g in fleet.ground_truth)
+    readings = Counter(t.kind for t in telemetry)
+    table = Table("kind", "devices", "readings", "event", "count")
+    for kind, n in sorted(Counter(kinds.values()).items()):
+        rows = sorted((what, mode, c) for (k, what, mode), c in events.items() if k == kind) or [("", "", 0)]
+        for i, (what, mode, c) in enumerate(rows):
+            table.add_row(kind if i == 0 else "", str(n) if i == 0 else "", f"{readings[kind]:,}" if i == 0 else "",
+                          f"{what} {mode}".strip(), str(c))
+    console.print(table)
     failures = sum(1 for g in fleet.ground_truth if g.what == "failure")
     console.print(f"wrote {len(telemetry)} readings of {devices} devices over {days} days "
                   f"({failures} failures) to {out}")
