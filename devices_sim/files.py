@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO, TypeVar
 
 from ingest.contract import PROFILES, Event, Telemetry, format_ts
 
 from .fleet import DeviceSpec, GroundTruth
 
 __all__ = [
+    "HistoryFileError",
     "MANIFEST_COLUMNS",
     "TelemetryRow",
     "metric_columns",
@@ -49,8 +51,42 @@ class TelemetryRow:
     metrics: dict[str, float]
 
 
+_T = TypeVar("_T")
+
+
+class HistoryFileError(ValueError):
+    """A history file that cannot be read; the message names the file, row and column."""
+
+
 def _parse_ts(raw: str) -> datetime:
-    return datetime.fromisoformat(raw).astimezone(UTC)
+    ts = datetime.fromisoformat(raw)
+    if ts.tzinfo is None:
+        raise ValueError("timestamp without a UTC offset")
+    return ts.astimezone(UTC)
+
+
+def _cell(path: str | Path, row: int, column: str, parse: Callable[[str], _T], raw: str | None) -> _T:
+    if raw is None:
+        raise HistoryFileError(f"{path}: row {row}, column {column}: missing")
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise HistoryFileError(f"{path}: row {row}, column {column}: cannot read {raw!r} ({exc})") from None
+
+
+def _finite(raw: str) -> float:
+    value = float(raw)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("not a finite number")
+    return value
+
+
+def _rows(path: str | Path, fh: TextIO, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    reader = csv.DictReader(fh)
+    missing = [c for c in required if c not in (reader.fieldnames or ())]
+    if missing:
+        raise HistoryFileError(f"{path}: row 1: missing column(s) {', '.join(missing)}")
+    return enumerate(reader, start=2)
 
 
 def write_telemetry_csv(path: str | Path, telemetry: Iterable[Telemetry | Event]) -> int:
@@ -70,11 +106,15 @@ def write_telemetry_csv(path: str | Path, telemetry: Iterable[Telemetry | Event]
 
 
 def read_telemetry_csv(path: str | Path) -> list[TelemetryRow]:
-    """Read a file written by ``write_telemetry_csv``."""
+    """Read a file written by ``write_telemetry_csv``; ``HistoryFileError`` names file, row and column."""
+    out = []
     with open(path, newline="", encoding="utf-8") as fh:
-        return [TelemetryRow(device_id=r.pop("device_id"), ts=_parse_ts(r.pop("ts")), kind=r.pop("kind"),
-                             metrics={k: float(v) for k, v in r.items() if v != ""})
-                for r in csv.DictReader(fh)]
+        for row, r in _rows(path, fh, ("device_id", "ts", "kind")):
+            device_id, kind = r.pop("device_id"), r.pop("kind")
+            ts = _cell(path, row, "ts", _parse_ts, r.pop("ts"))
+            metrics = {k: _cell(path, row, k, _finite, v) for k, v in r.items() if v not in ("", None)}
+            out.append(TelemetryRow(device_id=device_id, ts=ts, kind=kind, metrics=metrics))
+    return out
 
 
 def write_failures_csv(path: str | Path, ground_truth: Iterable[GroundTruth]) -> int:
@@ -93,7 +133,8 @@ def write_failures_csv(path: str | Path, ground_truth: Iterable[GroundTruth]) ->
 def read_failures_csv(path: str | Path) -> list[tuple[str, datetime, str]]:
     """Read ``(device_id, failed_at, mode)`` rows written by ``write_failures_csv``."""
     with open(path, newline="", encoding="utf-8") as fh:
-        return [(r["device_id"], _parse_ts(r["failed_at"]), r["mode"]) for r in csv.DictReader(fh)]
+        return [(r["device_id"], _cell(path, row, "failed_at", _parse_ts, r["failed_at"]), r["mode"])
+                for row, r in _rows(path, fh, ("device_id", "failed_at", "mode"))]
 
 
 def write_ground_truth_jsonl(path: str | Path, ground_truth: Iterable[GroundTruth]) -> int:

@@ -8,8 +8,8 @@ each device simulates whole UTC days on demand from its own generators and hands
 
 from __future__ import annotations
 
+import heapq
 import zlib
-from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -19,7 +19,9 @@ import numpy as np
 from ingest.contract import Event, Telemetry, get_profile
 
 from .errors import ScenarioError
-from .physics import PHYSICS, Household, KindPhysics, Pace, draw_household
+from .faults import FAULT_MODES, FaultKind, NetworkTrouble, SensorFault, draw_sensor_fault
+from .kinds import PHYSICS
+from .physics import Household, KindPhysics, Pace, draw_household
 
 __all__ = ["DeviceSpec", "Fleet", "GroundTruth", "Message", "Scenario"]
 
@@ -28,12 +30,12 @@ Message = Telemetry | Event
 SERVICE_AREAS: tuple[str, ...] = ("SE1", "N7", "E2")
 FIRMWARE: tuple[tuple[str, float], ...] = (("1.4.2", 0.5), ("1.5.0", 0.3), ("2.0.1", 0.2))
 _DAY = timedelta(days=1)
-_STUCK_SENSOR = "stuck_sensor"
+_FAULT_KINDS: tuple[FaultKind, ...] = ("stuck", "spiking", "drifting")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Scenario:
-    """One explicitly configured device: which failure to plant (or none), and an optional stuck sensor.
+    """One explicitly configured device: which failure to plant (or none), and an optional sensor fault.
 
     ``mode=None`` is a healthy device (degradation so slow nothing fails for months). With a mode,
     the hidden state is tuned so that failure lands close to ``start + fails_after``; the exact time
@@ -44,8 +46,10 @@ class Scenario:
     kind: str
     mode: str | None = None
     fails_after: timedelta | None = None
-    stuck_metric: str | None = None
-    stuck_after: timedelta | None = None
+    #: A sensor fault (``fault``: stuck, spiking or drifting) on ``fault_metric`` from ``fault_after``.
+    fault_metric: str | None = None
+    fault_after: timedelta | None = None
+    fault: FaultKind = "stuck"
     model: str | None = None
     firmware: str = "1.4.2"
     household_id: str | None = None
@@ -63,12 +67,14 @@ class Scenario:
                 raise ScenarioError(f"{self.device_id}: mode {self.mode!r} needs a positive fails_after")
         elif self.fails_after is not None:
             raise ScenarioError(f"{self.device_id}: fails_after given without a mode")
-        if (self.stuck_metric is None) != (self.stuck_after is None):
-            raise ScenarioError(f"{self.device_id}: give both stuck_metric and stuck_after, or neither")
-        if self.stuck_metric is not None and self.stuck_metric not in profile.metric_names:
-            raise ScenarioError(f"{self.device_id}: {self.kind} has no metric {self.stuck_metric!r}")
-        if self.stuck_after is not None and self.stuck_after < timedelta(0):
-            raise ScenarioError(f"{self.device_id}: stuck_after must not be negative")
+        if (self.fault_metric is None) != (self.fault_after is None):
+            raise ScenarioError(f"{self.device_id}: give both fault_metric and fault_after, or neither")
+        if self.fault_metric is not None and self.fault_metric not in profile.metric_names:
+            raise ScenarioError(f"{self.device_id}: {self.kind} has no metric {self.fault_metric!r}")
+        if self.fault_after is not None and self.fault_after < timedelta(0):
+            raise ScenarioError(f"{self.device_id}: fault_after must not be negative")
+        if self.fault not in _FAULT_KINDS:
+            raise ScenarioError(f"{self.device_id}: fault must be one of {_FAULT_KINDS}, got {self.fault!r}")
         if self.model is not None and self.model not in profile.models:
             raise ScenarioError(f"{self.device_id}: {self.kind} has no model {self.model!r}")
 
@@ -104,7 +110,7 @@ class GroundTruth:
     mode: str
     at: datetime
     what: Literal["failure", "sensor_fault"]
-    #: The stuck metric, for sensor faults.
+    #: The faulty sensor's metric, for sensor faults (``mode`` says stuck, spiking or drifting).
     metric: str | None = None
 
 
@@ -125,22 +131,34 @@ def _key(text: str) -> int:
 
 
 class _Device:
-    """One device's running simulation: unit, hidden state, its two generators and undelivered output."""
+    """One device's running simulation: unit, hidden state, its generators and undelivered output.
 
-    __slots__ = ("spec", "_physics", "_unit", "_state", "_plan_rng", "_step_rng", "_start", "_day",
-                 "_seq", "_outbox", "_truths", "_stuck_metric", "_stuck_at", "_stuck_value")
+    The outbox is a heap on delivery time: a reading taken during a network outage is delivered
+    when the connection is back, after readings stamped later may already have gone out.
+    """
+
+    __slots__ = ("spec", "_physics", "_unit", "_state", "_plan_rng", "_step_rng", "_sense_rng", "_start",
+                 "_day", "_seq", "_outbox", "_truths", "_fault", "_network", "_omits")
 
     def __init__(self, *, spec: DeviceSpec, physics: KindPhysics, unit: Any, state: Any,
-                 plan_seed: np.random.SeedSequence, step_seed: np.random.SeedSequence,
-                 start: datetime, stuck_metric: str | None, stuck_at: datetime | None) -> None:
+                 seeds: list[np.random.SeedSequence], start: datetime, fault: SensorFault | None,
+                 network: bool) -> None:
+        plan_seed, step_seed, sense_seed, net_seed = seeds
         self.spec, self._physics, self._unit, self._state = spec, physics, unit, state
         self._plan_rng = np.random.default_rng(plan_seed)
         self._step_rng = np.random.default_rng(step_seed)
+        self._sense_rng = np.random.default_rng(sense_seed)
         self._start, self._day = start, start.date()
         self._seq = 0
-        self._outbox: deque[Message] = deque()
-        self._truths: deque[GroundTruth] = deque()
-        self._stuck_metric, self._stuck_at, self._stuck_value = stuck_metric, stuck_at, None
+        self._outbox: list[tuple[datetime, int, Message]] = []
+        self._truths: list[GroundTruth] = []
+        self._fault = fault
+        self._network = None
+        if network:
+            rng = np.random.default_rng(net_seed)
+            self._network = NetworkTrouble(metric_drop_prob=float(rng.uniform(0.0, 0.02)),
+                                           outage_per_day=float(rng.uniform(0.0, 0.04)), _rng=rng)
+        self._omits = frozenset(physics.firmware_omits.get(spec.firmware, ()))
 
     def simulate_through(self, until: datetime) -> None:
         """Simulate every whole day that can hold a message at or before ``until``."""
@@ -161,36 +179,47 @@ class _Device:
                 self._truths.append(GroundTruth(device_id=spec.device_id, kind=spec.kind,
                                                 mode=step.failure, at=step.at, what="failure"))
             if step.metrics is not None:
-                self._outbox.append(Telemetry(
-                    device_id=spec.device_id, kind=spec.kind, model=spec.model, firmware=spec.firmware,
-                    seq=self._next_seq(), ts=step.at, metrics=self._sense(step.at, step.metrics)))
+                metrics = self._sense(step.at, step.metrics)
+                self._send(Telemetry(device_id=spec.device_id, kind=spec.kind, model=spec.model,
+                                     firmware=spec.firmware, seq=self._next_seq(), ts=step.at,
+                                     metrics=metrics))
             if step.error_code is not None:
-                self._outbox.append(Event(device_id=spec.device_id, kind=spec.kind, seq=self._next_seq(),
-                                          ts=step.at, event="error", code=step.error_code))
+                self._send(Event(device_id=spec.device_id, kind=spec.kind, seq=self._next_seq(),
+                                 ts=step.at, event="error", code=step.error_code))
+
+    def _send(self, msg: Message) -> None:
+        deliver = self._network.delivered_at(msg.ts) if self._network is not None else msg.ts
+        heapq.heappush(self._outbox, (deliver, msg.seq, msg))
 
     def _sense(self, at: datetime, metrics: dict[str, float]) -> dict[str, float]:
-        """Apply a stuck sensor: from its first reading at or after ``stuck_at`` it repeats that value."""
-        metric = self._stuck_metric
-        if metric is None or self._stuck_at is None or at < self._stuck_at:
-            return metrics
-        if self._stuck_value is None:
-            self._stuck_value = metrics[metric]
-            self._truths.append(GroundTruth(device_id=self.spec.device_id, kind=self.spec.kind,
-                                            mode=_STUCK_SENSOR, at=at, what="sensor_fault", metric=metric))
-        return {**metrics, metric: self._stuck_value}
+        """What the sensors report: the firmware's metrics, a faulty sensor's value, dropped metrics."""
+        if self._omits:
+            metrics = {k: v for k, v in metrics.items() if k not in self._omits}
+        fault = self._fault
+        if fault is not None and fault.metric in metrics and at >= fault.onset:
+            value, first = fault.apply(at, metrics[fault.metric], self._sense_rng)
+            if first:
+                self._truths.append(GroundTruth(device_id=self.spec.device_id, kind=self.spec.kind,
+                                                mode=FAULT_MODES[fault.fault], at=at, what="sensor_fault",
+                                                metric=fault.metric))
+            metrics = {**metrics, fault.metric: value}
+        if self._network is not None:
+            metrics = self._network.drop(metrics)
+        return metrics
 
     def _next_seq(self) -> int:
         seq = self._seq
         self._seq += 1
         return seq
 
-    def take_due(self, until: datetime) -> tuple[list[Message], list[GroundTruth]]:
-        """Hand out the messages and ground truth stamped at or before ``until``."""
-        msgs, truths = [], []
-        while self._outbox and self._outbox[0].ts <= until:
-            msgs.append(self._outbox.popleft())
-        while self._truths and self._truths[0].at <= until:
-            truths.append(self._truths.popleft())
+    def take_due(self, until: datetime) -> tuple[list[tuple[datetime, Message]], list[GroundTruth]]:
+        """Hand out ``(delivered_at, message)`` delivered by ``until`` and ground truth stamped by then."""
+        msgs: list[tuple[datetime, Message]] = []
+        while self._outbox and self._outbox[0][0] <= until:
+            deliver, _, msg = heapq.heappop(self._outbox)
+            msgs.append((deliver, msg))
+        truths = [t for t in self._truths if t.at <= until]
+        self._truths = [t for t in self._truths if t.at > until]
         return msgs, truths
 
 
@@ -213,9 +242,12 @@ class Fleet:
         """A realistic fleet: kinds mixed by ``mix`` (default equal), homes with 1–2 devices.
 
         ``initial_wear="mixed"``: appliances of mixed age; about 20 % are planted to fail 3.5–11
-        days after ``start + plant_after``, about 4 % get a stuck sensor within the first week after
-        it, the rest age naturally from a random age (none fails in the first two weeks; later,
-        natural failures keep coming). ``"new"``: everything fresh, nothing planted.
+        days after ``start + plant_after``, about 8 % get a sensor fault (stuck, spiking or
+        drifting, in turn) within the first week after it, the rest age naturally from a random
+        age (none fails in the first two weeks; later, natural failures keep coming). Fleet devices
+        also drop a metric now and then and sit behind connections with outages (late delivery);
+        a firmware may not report every metric (``KindPhysics.firmware_omits``). ``"new"``:
+        everything fresh, nothing planted.
         ``plant_after`` lets a caller start the fleet early — appliances already in service with a
         history when the backend starts watching — without moving the planted events into it.
         """
@@ -237,30 +269,31 @@ class Fleet:
         households = households[:n_devices]
 
         planted: dict[int, tuple[str, timedelta]] = {}
-        stuck: dict[int, tuple[str, timedelta]] = {}
+        faulty: dict[int, tuple[str, timedelta, FaultKind]] = {}
         if initial_wear == "mixed" and n_devices:
             order = [int(i) for i in rng.permutation(n_devices)]
             n_plant = round(0.2 * n_devices)
-            n_stuck = max(1, round(0.04 * n_devices)) if n_devices >= 5 else 0
+            n_faulty = max(1, round(0.08 * n_devices)) if n_devices >= 5 else 0
             for i in order[:n_plant]:
                 modes = get_profile(kinds[i]).failure_modes
                 planted[i] = (modes[int(rng.integers(len(modes)))].name,
                               plant_after + timedelta(days=float(rng.uniform(3.5, 11.0))))
-            for i in order[n_plant:n_plant + n_stuck]:
-                candidates = PHYSICS[kinds[i]].stuck_candidates
-                stuck[i] = (candidates[int(rng.integers(len(candidates)))],
-                            plant_after + timedelta(days=float(rng.uniform(1.0, 7.0))))
+            for k, i in enumerate(order[n_plant:n_plant + n_faulty]):
+                candidates = PHYSICS[kinds[i]].fault_candidates
+                faulty[i] = (candidates[int(rng.integers(len(candidates)))],
+                             plant_after + timedelta(days=float(rng.uniform(1.0, 7.0))),
+                             _FAULT_KINDS[k % len(_FAULT_KINDS)])
 
         devices = []
         for i, kind in enumerate(kinds):
             profile = get_profile(kind)
             device_id = f"{PHYSICS[kind].id_prefix}-{i + 1:04d}"
             mode, fails_after = planted.get(i, (None, None))
-            stuck_metric, stuck_after = stuck.get(i, (None, None))
+            fault_metric, fault_after, fault = faulty.get(i, (None, None, "stuck"))
             scenario = None
-            if mode is not None or stuck_metric is not None:
+            if mode is not None or fault_metric is not None:
                 scenario = Scenario(device_id=device_id, kind=kind, mode=mode, fails_after=fails_after,
-                                    stuck_metric=stuck_metric, stuck_after=stuck_after)
+                                    fault_metric=fault_metric, fault_after=fault_after, fault=fault)
             spec = DeviceSpec(
                 device_id=device_id, kind=kind,
                 model=str(profile.models[int(rng.integers(len(profile.models)))]),
@@ -307,18 +340,23 @@ class Fleet:
         return [d.spec.manifest_row() for d in self._devices]
 
     def advance(self, until: datetime) -> list[Message]:
-        """Every message stamped in (previous ``until``, ``until``], ordered by (ts, device_id, seq)."""
+        """Every message delivered in (previous ``until``, ``until``], in delivery order.
+
+        Delivery is the message's ``ts`` except during a network outage, when readings are held
+        by the device and delivered, late, when the connection is back.
+        """
         until = _utc(until, "until")
         if until <= self._until:
             return []
-        msgs: list[Message] = []
+        due: list[tuple[datetime, Message]] = []
         truths: list[GroundTruth] = []
         for device in self._devices:
             device.simulate_through(until)
             m, t = device.take_due(until)
-            msgs.extend(m)
+            due.extend(m)
             truths.extend(t)
-        msgs.sort(key=lambda m: (m.ts, m.device_id, m.seq))
+        due.sort(key=lambda d: (d[0], d[1].device_id, d[1].seq))
+        msgs = [m for _, m in due]
         truths.sort(key=lambda t: (t.at, t.device_id))
         self._truth.extend(truths)
         self._until = until
@@ -348,7 +386,7 @@ def _make_device(*, spec: DeviceSpec, seed: int, start: datetime, scenario: Scen
     physics = PHYSICS[spec.kind]
     profile = get_profile(spec.kind)
     root = _seed(seed, 1, _key(spec.device_id))
-    unit_seed, plan_seed, step_seed = root.spawn(3)
+    unit_seed, plan_seed, step_seed, sense_seed, net_seed = root.spawn(5)
     household: Household = draw_household(household_id=spec.household_id, service_area=spec.service_area,
                                           rng=np.random.default_rng(_seed(seed, 2, _key(spec.household_id))),
                                           regular=natural_age is None)
@@ -373,12 +411,14 @@ def _make_device(*, spec: DeviceSpec, seed: int, start: datetime, scenario: Scen
         steps_left[target] = _runs_until(physics, unit, plan_seed, start, start + scenario.fails_after)
     unit, state = physics.initial(unit, steps_left)
 
-    stuck_at = None
-    if scenario is not None and scenario.stuck_after is not None:
-        stuck_at = start + scenario.stuck_after
-    return _Device(spec=spec, physics=physics, unit=unit, state=state, plan_seed=plan_seed,
-                   step_seed=step_seed, start=start,
-                   stuck_metric=scenario.stuck_metric if scenario is not None else None, stuck_at=stuck_at)
+    fault = None
+    if scenario is not None and scenario.fault_metric is not None and scenario.fault_after is not None:
+        fault = draw_sensor_fault(kind=spec.kind, metric=scenario.fault_metric, fault=scenario.fault,
+                                  onset=start + scenario.fault_after,
+                                  rng=np.random.default_rng(sense_seed.spawn(1)[0]))
+    return _Device(spec=spec, physics=physics, unit=unit, state=state,
+                   seeds=[plan_seed, step_seed, sense_seed, net_seed], start=start, fault=fault,
+                   network=natural_age is not None)
 
 
 def _runs_until(physics: KindPhysics, unit: Any, plan_seed: np.random.SeedSequence,

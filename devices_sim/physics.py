@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
@@ -24,11 +24,15 @@ import numpy as np
 from ingest.contract import get_profile
 
 __all__ = [
-    "PHYSICS",
     "AirConState",
     "AirConUnit",
+    "AIR_CONDITIONER_PHYSICS",
+    "RICE_COOKER_PHYSICS",
     "Household",
     "KindPhysics",
+    "finish",
+    "growth_noise",
+    "midnight",
     "Pace",
     "RiceCookerState",
     "RiceCookerUnit",
@@ -44,6 +48,8 @@ _DECIMALS: dict[str, int] = {
     "time_to_boil_s": 1, "heater_power_w": 1, "peak_temp_c": 1, "cycle_energy_wh": 1,
     "ambient_temp_c": 1, "filter_dp_pa": 1, "fan_current_a": 3, "supply_air_temp_c": 1,
     "return_air_temp_c": 1, "power_w": 1, "run_hours": 0,
+    "flow_lpm": 2, "tds_in_ppm": 0, "tds_out_ppm": 1, "pump_current_a": 3, "water_temp_c": 1,
+    "litres": 2,
 }
 _GROWTH_SIGMA = 0.08  # per-step lognormal wobble on degradation growth (mean 1)
 
@@ -54,15 +60,17 @@ def season(when: date | datetime) -> float:
     return math.cos(2 * math.pi * (doy - 200) / 365.25)
 
 
-def _midnight(day: date) -> datetime:
+def midnight(day: date) -> datetime:
+    """00:00 UTC of ``day``."""
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def _growth_noise(z: float) -> float:
+def growth_noise(z: float) -> float:
+    """Lognormal wobble with mean 1 for one step of degradation growth, from a standard normal ``z``."""
     return math.exp(_GROWTH_SIGMA * z - _GROWTH_SIGMA**2 / 2)
 
 
-def _finish(kind: str, raw: Mapping[str, float]) -> dict[str, float]:
+def finish(kind: str, raw: Mapping[str, float]) -> dict[str, float]:
     """Round to the device's resolution and clamp into the profile's valid range."""
     profile = get_profile(kind)
     out: dict[str, float] = {}
@@ -85,6 +93,7 @@ class Household:
     ac_base_hours: float         # AC running hours on a spring/autumn day
     ac_start_hour: float         # usual AC start (hour of day, UTC)
     ambient_offset_c: float
+    water_use: float = 1.0       # drinking-water draws relative to an average home
 
 
 def draw_household(*, household_id: str, service_area: str, rng: np.random.Generator,
@@ -101,6 +110,7 @@ def draw_household(*, household_id: str, service_area: str, rng: np.random.Gener
         skip_prob=float(skip),
         ac_base_hours=float(rng.uniform(6.0, 11.0)), ac_start_hour=float(rng.uniform(11.0, 15.0)),
         ambient_offset_c=float(rng.normal(0.0, 1.0)),
+        water_use=1.0 if regular else float(rng.uniform(0.5, 1.6)),
     )
 
 
@@ -171,7 +181,7 @@ def _plan_rice_cooker_day(unit: RiceCookerUnit, day: date, rng: np.random.Genera
     for i, (hour, p) in enumerate(zip(_MEAL_HOURS, unit.meal_probs, strict=True)):
         if draws[1 + 2 * i] < p:
             jitter_s = round((2 * draws[2 + 2 * i] - 1) * _MEAL_JITTER_MIN * 60)
-            out.append(_midnight(day) + timedelta(hours=hour, seconds=jitter_s))
+            out.append(midnight(day) + timedelta(hours=hour, seconds=jitter_s))
     return out
 
 
@@ -203,16 +213,16 @@ def _step_rice_cooker(unit: RiceCookerUnit, state: RiceCookerState, at: datetime
     ambient = 22 + 4 * season(at) + unit.ambient_offset_c + z[0]
     power = unit.nominal_power_w * (1 - 0.3 * w)
     boil = unit.base_boil_s * (1 + 0.6 * s) / (1 - 0.3 * w) * (1 + 0.005 * (22 - ambient))
-    metrics = _finish("rice_cooker", {
+    metrics = finish("rice_cooker", {
         "heater_power_w": power + 5 * z[1],
         "time_to_boil_s": boil + 10 * z[2],
         "peak_temp_c": 125 + 25 * s - 10 * w + 1.5 * z[3],
         "ambient_temp_c": ambient,
     })
-    metrics["cycle_energy_wh"] = _finish("rice_cooker", {"cycle_energy_wh": (
+    metrics["cycle_energy_wh"] = finish("rice_cooker", {"cycle_energy_wh": (
         metrics["heater_power_w"] * metrics["time_to_boil_s"] / 3600 + 40 + 3 * z[4])})["cycle_energy_wh"]
-    new = replace(state, scale=s + unit.scale_rate * _growth_noise(z[5]),
-                  wear=w + unit.wear_rate * (1 + 2 * w) * _growth_noise(z[6]))
+    new = replace(state, scale=s + unit.scale_rate * growth_noise(z[5]),
+                  wear=w + unit.wear_rate * (1 + 2 * w) * growth_noise(z[6]))
     return new, Step(at=at + timedelta(seconds=round(metrics["time_to_boil_s"])), metrics=metrics)
 
 
@@ -259,11 +269,14 @@ def _clogging_threshold() -> float:
 
 
 _CLOG_ACCEL = 0.5  # dust loading speeds up by half as the filter fills: d(load)/dh = k (1 + 0.5 load/room)
+# Refrigerant loss ``lost`` runs from 0 (full charge) to 1 (the low-pressure switch stops the unit):
+# slowly up to _LEAK_ONSET, then, once the leak has opened up, over ``leak_final_h`` run hours.
+_LEAK_ONSET = 0.6
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AirConUnit:
-    """One air conditioner's fixed traits: clean-filter physics, dust loading and its household's habits."""
+    """One air conditioner's fixed traits: clean-filter physics, dust loading, leak rate and habits."""
 
     model: str
     clean_dp_pa: float
@@ -271,6 +284,8 @@ class AirConUnit:
     base_power_w: float
     clog_growth: float           # per run hour growth factor c of (1 + 0.5 load/room)
     threshold_pa: float
+    leak_rate: float             # ``lost`` per run hour before the onset
+    leak_final_h: float          # run hours from the onset to the switch
     base_hours: float
     start_hour: float
     report_minute: int
@@ -278,11 +293,14 @@ class AirConUnit:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AirConState:
-    """Hidden dust load on the filter (Pa above clean), run hours since the last change, pending change."""
+    """Hidden dust load (Pa above clean), run hours since the filter change, refrigerant charge and
+    pending service: a filter change (the unit keeps running) or a leak repair (the unit is off)."""
 
     load_pa: float = 0.0
     run_hours: int = 0
     replace_at: datetime | None = None
+    lost: float = 0.0
+    recharge_at: datetime | None = None
 
 
 def _hours_to_growth(hours: float) -> float:
@@ -294,11 +312,18 @@ def _new_air_conditioner(*, model: str, household: Household, pace: Mapping[str,
                          rng: np.random.Generator) -> AirConUnit:
     life_h = {"tiny": 1e6, "natural": 2500 - 1900 * household.dustiness * float(rng.uniform(0.9, 1.0)),
               "fast": float(rng.uniform(600, 800))}[pace.get("filter_clogging", "natural")]
+    # Most units are tight; a leaky one (a flare joint, a pinhole) loses its margin in 80-400 days
+    # of use. The draw is made whatever the pace, so the other traits do not depend on it.
+    leaky, leak_life_h = rng.uniform() < 0.35, float(rng.uniform(700, 3500))
+    leak_h = {"tiny": 1e9, "natural": leak_life_h if leaky else 1e9,
+              "fast": float(rng.uniform(500, 800))}[pace.get("refrigerant_leak", "natural")]
+    final_h = float(rng.uniform(60, 150))
     return AirConUnit(
         model=model,
         clean_dp_pa=float(rng.normal(55, 8)), fan_current_a=float(rng.normal(0.8, 0.05)),
         base_power_w=1000.0 if model == "AC-2500" else 1400.0,
         clog_growth=_hours_to_growth(life_h), threshold_pa=_clogging_threshold(),
+        leak_rate=_LEAK_ONSET / leak_h, leak_final_h=final_h,
         base_hours=household.ac_base_hours, start_hour=household.ac_start_hour,
         report_minute=int(rng.integers(0, 60)),
     )
@@ -310,7 +335,7 @@ def _plan_air_conditioner_day(unit: AirConUnit, day: date, rng: np.random.Genera
     # One contiguous afternoon/evening block that ends by 06:00 next day, before the next block.
     first = int(np.clip(round(unit.start_hour + 0.75 * z[1]), 8, 30 - hours))
     secs = rng.integers(0, 60, size=hours)
-    base = _midnight(day) + timedelta(minutes=unit.report_minute)
+    base = midnight(day) + timedelta(minutes=unit.report_minute)
     return [base + timedelta(hours=first + k + 1, seconds=int(secs[k])) for k in range(hours)]
 
 
@@ -320,25 +345,37 @@ def _run_hours_per_day(unit: Any) -> float:
 
 def _step_air_conditioner(unit: AirConUnit, state: AirConState, at: datetime,
                           rng: np.random.Generator) -> tuple[AirConState, Step | None]:
+    if state.recharge_at is not None:
+        if at < state.recharge_at:
+            return state, None  # stopped by the low-pressure switch until the technician comes
+        state = replace(state, lost=0.0, recharge_at=None)  # leak brazed, unit recharged
     if state.replace_at is not None and at >= state.replace_at:
-        state = AirConState()  # filter replaced: clean again, run hours restart
-    z = rng.standard_normal(6)
+        state = replace(state, load_pa=0.0, run_hours=0, replace_at=None)  # clean filter
+    z = rng.standard_normal(8)
+    rate = unit.leak_rate if state.lost < _LEAK_ONSET else (1 - _LEAK_ONSET) / unit.leak_final_h
+    lost = state.lost + rate * growth_noise(z[6])
+    if lost >= 1.0:
+        delay_h = float(np.clip(72 + 12 * z[7], 36, 120))
+        new = replace(state, lost=lost, recharge_at=at + timedelta(hours=delay_h))
+        return new, Step(at=at, error_code="E7", failure="refrigerant_leak")
     room = unit.threshold_pa - unit.clean_dp_pa
     u = state.load_pa / room
-    u = ((1 + _CLOG_ACCEL * u) * (1 + unit.clog_growth * _growth_noise(z[0])) - 1) / _CLOG_ACCEL
+    u = ((1 + _CLOG_ACCEL * u) * (1 + unit.clog_growth * growth_noise(z[0])) - 1) / _CLOG_ACCEL
     load = u * room
-    state = replace(state, load_pa=load, run_hours=state.run_hours + 1)
+    state = replace(state, load_pa=load, run_hours=state.run_hours + 1, lost=lost)
     failure = None
     if unit.clean_dp_pa + load >= unit.threshold_pa and state.replace_at is None:
         failure = "filter_clogging"  # the filter is changed ~2 days later; the unit keeps running
         state = replace(state, replace_at=at + timedelta(hours=float(np.clip(48 + 8 * z[1], 24, 96))))
+    # Lost charge cuts cooling (a smaller supply/return difference) and compressor power.
     ret = 26 + 1.0 * season(at) + 1.0 * z[2]
-    metrics = _finish("air_conditioner", {
+    cooling = (10 - 0.015 * load) * (1 - 0.6 * lost * lost)
+    metrics = finish("air_conditioner", {
         "filter_dp_pa": unit.clean_dp_pa + load + 3 * z[3],
         "fan_current_a": unit.fan_current_a * (1 + 0.0015 * load) + 0.02 * z[4],
         "return_air_temp_c": ret,
-        "supply_air_temp_c": ret - (10 - 0.015 * load) + 0.3 * z[5],
-        "power_w": unit.base_power_w + 0.8 * load + 20 * rng.standard_normal(),
+        "supply_air_temp_c": ret - cooling + 0.3 * z[5],
+        "power_w": unit.base_power_w * (1 - 0.25 * lost * lost) + 0.8 * load + 20 * rng.standard_normal(),
         "run_hours": state.run_hours,
     })
     return state, Step(at=at, metrics=metrics, failure=failure)
@@ -346,21 +383,35 @@ def _step_air_conditioner(unit: AirConUnit, state: AirConState, at: datetime,
 
 def _initial_air_conditioner(unit: AirConUnit, steps_left: Mapping[str, float]
                              ) -> tuple[AirConUnit, AirConState]:
-    """State (and, if it must, faster loading) so the filter crosses the threshold on run ``steps_left``."""
+    """State (and, if it must, faster wear) so each listed mode fails on run ``steps_left[mode]``."""
+    state = AirConState()
     n = steps_left.get("filter_clogging")
-    if n is None:
-        return unit, AirConState()
-    # (1 + 0.5 u) grows by (1 + c) per run hour; reading n has had n + 1 hours of growth.
-    start = (1 + _CLOG_ACCEL) / (1 + unit.clog_growth) ** (n + 0.5)
-    if start < 1.0:
-        unit = replace(unit, clog_growth=_hours_to_growth(n + 0.5))
-        return unit, AirConState()
-    u0 = (start - 1) / _CLOG_ACCEL
-    hours = round(math.log(start) / math.log(1 + unit.clog_growth))
-    return unit, AirConState(load_pa=u0 * (unit.threshold_pa - unit.clean_dp_pa), run_hours=hours)
+    if n is not None:
+        # (1 + 0.5 u) grows by (1 + c) per run hour; reading n has had n + 1 hours of growth.
+        start = (1 + _CLOG_ACCEL) / (1 + unit.clog_growth) ** (n + 0.5)
+        if start < 1.0:
+            unit = replace(unit, clog_growth=_hours_to_growth(n + 0.5))
+        else:
+            u0 = (start - 1) / _CLOG_ACCEL
+            hours = round(math.log(start) / math.log(1 + unit.clog_growth))
+            state = AirConState(load_pa=u0 * (unit.threshold_pa - unit.clean_dp_pa), run_hours=hours)
+    n = steps_left.get("refrigerant_leak")
+    if n is not None:  # piecewise linear loss, aim half a step past the switch
+        final_rate = (1 - _LEAK_ONSET) / unit.leak_final_h
+        if n + 0.5 <= unit.leak_final_h:
+            lost = 1.0 - (n + 0.5) * final_rate
+        else:
+            lost = _LEAK_ONSET - (n + 0.5 - unit.leak_final_h) * unit.leak_rate
+            if lost < 0.0:
+                lost = 0.0
+                unit = replace(unit, leak_rate=_LEAK_ONSET / (n + 0.5 - unit.leak_final_h))
+        state = replace(state, lost=lost)
+    return unit, state
 
 
 def _air_con_life(unit: AirConUnit, mode: str) -> float:
+    if mode == "refrigerant_leak":
+        return _LEAK_ONSET / unit.leak_rate + unit.leak_final_h
     return math.log(1 + _CLOG_ACCEL) / math.log(1 + unit.clog_growth)
 
 
@@ -373,8 +424,8 @@ class KindPhysics:
 
     kind: str
     id_prefix: str
-    #: Metrics a stuck-sensor fault is drawn from in ``Fleet.build``.
-    stuck_candidates: tuple[str, ...]
+    #: Metrics a sensor fault (stuck, spiking, drifting) is drawn from in ``Fleet.build``.
+    fault_candidates: tuple[str, ...]
     new_unit: Callable[..., Any]
     plan_day: Callable[[Any, date, np.random.Generator], list[datetime]]
     step: Callable[[Any, Any, datetime, np.random.Generator], tuple[Any, Step | None]]
@@ -382,17 +433,20 @@ class KindPhysics:
     runs_per_day: Callable[[Any], float]
     #: Runs a fresh unit lasts before failing in a mode, at its expected degradation rate.
     life_runs: Callable[[Any, str], float]
+    #: Metrics an old firmware does not report, by firmware version.
+    firmware_omits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-PHYSICS: dict[str, KindPhysics] = {
-    "rice_cooker": KindPhysics(
-        kind="rice_cooker", id_prefix="rc", stuck_candidates=("time_to_boil_s", "peak_temp_c"),
-        new_unit=_new_rice_cooker, plan_day=_plan_rice_cooker_day, step=_step_rice_cooker,
-        initial=_initial_rice_cooker, runs_per_day=_cycles_per_day, life_runs=_rice_cooker_life,
-    ),
-    "air_conditioner": KindPhysics(
-        kind="air_conditioner", id_prefix="ac", stuck_candidates=("filter_dp_pa", "return_air_temp_c"),
-        new_unit=_new_air_conditioner, plan_day=_plan_air_conditioner_day, step=_step_air_conditioner,
-        initial=_initial_air_conditioner, runs_per_day=_run_hours_per_day, life_runs=_air_con_life,
-    ),
-}
+RICE_COOKER_PHYSICS = KindPhysics(
+    kind="rice_cooker", id_prefix="rc", fault_candidates=("time_to_boil_s", "peak_temp_c", "heater_power_w"),
+    new_unit=_new_rice_cooker, plan_day=_plan_rice_cooker_day, step=_step_rice_cooker,
+    initial=_initial_rice_cooker, runs_per_day=_cycles_per_day, life_runs=_rice_cooker_life,
+    firmware_omits={"1.4.2": ("cycle_energy_wh",)},
+)
+AIR_CONDITIONER_PHYSICS = KindPhysics(
+    kind="air_conditioner", id_prefix="ac",
+    fault_candidates=("filter_dp_pa", "return_air_temp_c", "supply_air_temp_c", "fan_current_a"),
+    new_unit=_new_air_conditioner, plan_day=_plan_air_conditioner_day, step=_step_air_conditioner,
+    initial=_initial_air_conditioner, runs_per_day=_run_hours_per_day, life_runs=_air_con_life,
+    firmware_omits={"1.4.2": ("power_w",)},
+)

@@ -57,9 +57,9 @@ DEMO_TECHNICIANS: tuple[Technician, ...] = tuple(
     Technician(technician_id=tid, name=name, skills=frozenset(skills), service_areas=frozenset(areas),
                working_hours=(8, 18), working_days=frozenset(range(6)))
     for tid, name, skills, areas in (
-        ("tech-ana", "Ana Ruiz", {"hvac"}, {"SE1", "E2"}),
+        ("tech-ana", "Ana Ruiz", {"hvac", "water_purifier"}, {"SE1", "E2"}),
         ("tech-ben", "Ben Okafor", {"hvac", "rice_cooker"}, {"N7", "E2"}),
-        ("tech-chen", "Chen Li", {"rice_cooker"}, {"SE1", "N7", "E2"}),
+        ("tech-chen", "Chen Li", {"rice_cooker", "water_purifier"}, {"SE1", "N7", "E2"}),
         ("tech-dara", "Dara Nolan", {"hvac"}, {"SE1", "N7"}),
     ))
 

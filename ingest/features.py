@@ -3,7 +3,8 @@
 The same functions serve the live feature store, the offline training frames and the evaluation
 replay, so a model sees in training exactly what it sees in production. For each metric of a
 profile: ``last``, ``mean``, ``std``, ``slope_per_day`` (least squares over the window), ``delta``
-(window mean minus the device's own baseline) and ``stuck`` (trailing run of identical values).
+(window mean minus the device's own baseline), ``stuck`` (trailing run of identical values) and
+``spikes`` (isolated readings that jump away from both neighbours by more than ``spike_jump``).
 A metric absent from the window has no features; models read that as missing.
 
 ``features_of_windows`` is the one implementation: it computes many windows at once with numpy (the
@@ -103,8 +104,29 @@ def features_of_windows(profile: ApplianceProfile, *, days: np.ndarray, values: 
     last_differs = np.where(differs, idx, -1).max(axis=1)
     stuck = (present & (idx > last_differs[:, None, :])).sum(axis=1).astype(float)
     delta = np.where(np.isnan(baseline), 0.0, mean - baseline)
-    stats = {"last": last, "mean": mean, "std": std, "slope_per_day": slope, "delta": delta, "stuck": stuck}
+    spikes = _spikes(values, present, np.array([spec.spike_jump for spec in profile.metrics], float))
+    stats = {"last": last, "mean": mean, "std": std, "slope_per_day": slope, "delta": delta, "stuck": stuck,
+             "spikes": spikes}
     columns = [(j, feature_name(spec.name, s), stats[s][:, j].tolist())
                for j, spec in enumerate(profile.metrics) for s in STATS]
     has = (cnt > 0).tolist()
     return [{name: col[r] for j, name, col in columns if has[r][j]} for r in range(n_rows)]
+
+
+def _spikes(values: np.ndarray, present: np.ndarray, jump: np.ndarray) -> np.ndarray:
+    """Per window and metric: present values that jump by more than ``jump`` (relative) away from
+    both their present neighbours, the same way (an isolated spike up or down). ``(R, m)``."""
+    n_rows, w, m = values.shape
+    idx = np.broadcast_to(np.arange(w)[None, :, None], values.shape)
+    # Index of the previous / next present value of each position (-1 / w when there is none).
+    upto = np.maximum.accumulate(np.where(present, idx, -1), axis=1)
+    prev_at = np.concatenate([np.full((n_rows, 1, m), -1), upto[:, :-1, :]], axis=1)
+    from_here = np.minimum.accumulate(np.where(present, idx, w)[:, ::-1, :], axis=1)[:, ::-1, :]
+    next_at = np.concatenate([from_here[:, 1:, :], np.full((n_rows, 1, m), w)], axis=1)
+    inner = present & (prev_at >= 0) & (next_at < w)
+    prev = np.take_along_axis(values, np.clip(prev_at, 0, w - 1), axis=1)
+    nxt = np.take_along_axis(values, np.clip(next_at, 0, w - 1), axis=1)
+    with np.errstate(invalid="ignore"):
+        up, down = values - prev, values - nxt
+        spike = inner & (up * down > 0) & (np.abs(up) > jump * np.abs(prev)) & (np.abs(down) > jump * np.abs(nxt))
+    return spike.sum(axis=1).astype(float)

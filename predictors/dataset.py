@@ -157,10 +157,11 @@ def device_feature_matrix(profile: ApplianceProfile, readings: Sequence[Reading]
     baseline = _point_in_time_baseline(values, profile.baseline_readings)
     delta = np.where(np.isnan(baseline), 0.0, mean - baseline)
     stuck = _stuck(values, cnt)
+    spikes = _spikes(values, w, [spec.spike_jump for spec in profile.metrics])
 
     for j, stat in enumerate(STATS):
         col = {"last": last, "mean": mean, "std": std, "slope_per_day": slope, "delta": delta,
-               "stuck": stuck}[stat]
+               "stuck": stuck, "spikes": spikes}[stat]
         out[:, :, j] = np.where(has, col, np.nan)
     return out.reshape(n, -1)
 
@@ -193,6 +194,29 @@ def _stuck(values: np.ndarray, cnt: np.ndarray) -> np.ndarray:
         last_pos = np.cumsum(present) - 1                    # latest present value up to row i
         run_at = run[np.maximum(last_pos, 0)]
         out[:, k] = np.minimum(run_at, cnt[:, k])
+    return out
+
+
+def _spikes(values: np.ndarray, w: int, jumps: Sequence[float]) -> np.ndarray:
+    """Per row and metric: isolated spikes among the window's present values (see ``STATS``)."""
+    n, m = values.shape
+    out = np.zeros((n, m))
+    for k in range(m):
+        col = values[:, k]
+        present = ~np.isnan(col)
+        vals = col[present]
+        flags = np.zeros(vals.size)
+        if vals.size >= 3:
+            prev, cur, nxt = vals[:-2], vals[1:-1], vals[2:]
+            up, down = cur - prev, cur - nxt
+            flags[1:-1] = ((up * down > 0) & (np.abs(up) > jumps[k] * np.abs(prev))
+                           & (np.abs(down) > jumps[k] * np.abs(nxt)))
+        csum = np.concatenate([[0.0], np.cumsum(flags)])          # csum[j] = flags before position j
+        upto = np.cumsum(present)                                 # present values up to row i
+        first = np.concatenate([np.zeros(min(w, n)), upto[:max(n - w, 0)]]).astype(int)
+        last = upto - 1
+        inner = last - first >= 2
+        out[:, k] = np.where(inner, csum[np.maximum(last, 0)] - csum[np.minimum(first + 1, vals.size)], 0.0)
     return out
 
 

@@ -20,15 +20,18 @@ from datetime import datetime
 
 import numpy as np
 
-from ingest.contract import PROFILES, ApplianceProfile, feature_name
+from ingest.contract import PROFILES, ApplianceProfile
 from ingest.features import FeatureVector
 from predictors.dataset import min_readings
+from predictors.quality import sensor_faults
 from predictors.registry import LoadedModel, ModelRegistry
 from predictors.types import FeatureContribution, Prediction
 
 __all__ = ["Scorer"]
 
 TOP_FEATURES = 3
+#: Statistics the out-of-distribution flag looks at (see ``_predict``).
+OOD_STATS = frozenset({"last", "mean", "delta"})
 
 
 class Scorer:
@@ -81,36 +84,35 @@ class Scorer:
                 loaded = self._live_model(kind, mode.name)
                 if loaded is None:
                     continue
-                stuck = [feature_name(m, "stuck") for m in mode.metrics]
-                limits = [profile.metric(m).stuck_after for m in mode.metrics]
-                for i, pred in zip(idx, _predict(loaded, batch, mode.metrics, stuck, limits),
-                                   strict=True):
+                for i, pred in zip(idx, _predict(loaded, batch, profile, mode.metrics), strict=True):
                     slots[i].append(pred)
         return [p for slot in slots for p in slot]
 
 
-def _predict(loaded: LoadedModel, batch: Sequence[FeatureVector], metrics: Sequence[str],
-             stuck: Sequence[str], limits: Sequence[int]) -> list[Prediction]:
+def _predict(loaded: LoadedModel, batch: Sequence[FeatureVector], profile: ApplianceProfile,
+             metrics: Sequence[str]) -> list[Prediction]:
     model, names = loaded.model, loaded.features
     o = model.outlook(np.array([[_num(v.values.get(f)) for f in names] for v in batch],
                                dtype=np.float64).reshape(len(batch), len(names)), top=TOP_FEATURES)
     X, p, ttf, top_idx, top_w, oor = o.X, o.p_fail, o.ttf_h, o.top_index, o.top_weight, o.out_of_range
+    # Novelty is judged on levels. Slopes and spreads are heavy-tailed: a repair or a filter change
+    # inside the window sends them past the training percentiles for a day, on a familiar device.
+    level = [name.rpartition("__")[2] in OOD_STATS for name in names]
     out = []
     for r, v in enumerate(batch):
         reasons = tuple(FeatureContribution(names[j], float(X[r, j]), float(w))
                         for j, w in zip(top_idx[r], top_w[r], strict=True) if j >= 0)
-        bad = np.flatnonzero(oor[r])
+        bad = [j for j in np.flatnonzero(oor[r]) if level[j]]
         detail = "; ".join(
             f"{names[j]}={X[r, j]:.6g} {'above' if oor[r, j] > 0 else 'below'} training range "
             f"[{model.range_low_[j]:.6g}, {model.range_high_[j]:.6g}]" for j in bad)
-        faults = tuple(m for m, s, lim in zip(metrics, stuck, limits, strict=True)
-                       if _num(v.values.get(s)) >= lim)
+        faults = sensor_faults(profile, metrics, v.values)
         out.append(Prediction(
             device_id=v.device_id, kind=v.kind, mode=loaded.mode, ts=v.ts, p_fail=float(p[r]),
             horizon_h=loaded.horizon_h, ttf_h=float(ttf[r, 1]), ttf_low_h=float(ttf[r, 0]),
             ttf_high_h=float(ttf[r, 2]), model_version=loaded.version, top_features=reasons,
             n_readings=v.n_readings,
-            ood=bool(bad.size), ood_detail=detail, sensor_faults=faults))
+            ood=bool(bad), ood_detail=detail, sensor_faults=faults))
     return out
 
 

@@ -24,7 +24,8 @@ class Prediction:
     ``p_fail`` is the calibrated probability of failure within ``horizon_h`` hours; ``ttf_h`` the
     estimated remaining time to failure (median) with an interval ``[ttf_low_h, ttf_high_h]``
     (10th–90th percentile). ``ood`` flags a feature vector unlike anything the model was trained
-    on; ``sensor_faults`` names metrics whose sensor looks stuck. Never a decision: that is policy.
+    on; ``sensor_faults`` names metrics whose sensor looks stuck, spiking or drifting
+    (``predictors.quality``). Never a decision: that is policy.
     """
 
     device_id: str

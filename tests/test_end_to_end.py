@@ -32,8 +32,8 @@ SCENARIOS = [
              household_id="hh-1", service_area="SE1"),
     Scenario(device_id="ac-clog", kind="air_conditioner", mode="filter_clogging", fails_after=timedelta(days=10),
              household_id="hh-2", service_area="N7"),
-    Scenario(device_id="ac-stuck", kind="air_conditioner", stuck_metric="filter_dp_pa",
-             stuck_after=timedelta(days=4), household_id="hh-3", service_area="E2"),
+    Scenario(device_id="ac-stuck", kind="air_conditioner", fault_metric="filter_dp_pa",
+             fault_after=timedelta(days=4), household_id="hh-3", service_area="E2"),
     Scenario(device_id="rc-healthy", kind="rice_cooker", household_id="hh-4", service_area="SE1"),
     Scenario(device_id="ac-healthy", kind="air_conditioner", household_id="hh-4", service_area="SE1"),
 ]

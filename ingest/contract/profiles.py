@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 __all__ = [
+    "DATA_QUALITY_STATS",
     "STATS",
     "ActionKind",
     "ApplianceProfile",
@@ -22,8 +23,12 @@ __all__ = [
 ]
 
 #: Rolling statistics the feature store computes for every metric over the profile's window.
-#: ``stuck`` is a data-quality feature: the length of the trailing run of identical values.
-STATS: tuple[str, ...] = ("last", "mean", "std", "slope_per_day", "delta", "stuck")
+#: ``stuck`` and ``spikes`` are data-quality features: the length of the trailing run of identical
+#: values, and the number of isolated spikes (a reading that jumps away from both neighbours by more
+#: than the metric's ``spike_jump``, in the same direction).
+STATS: tuple[str, ...] = ("last", "mean", "std", "slope_per_day", "delta", "stuck", "spikes")
+#: Statistics that judge the sensor, not the appliance: read by the policy, never fed to a model.
+DATA_QUALITY_STATS: frozenset[str] = frozenset({"stuck", "spikes"})
 
 
 def feature_name(metric: str, stat: str) -> str:
@@ -50,6 +55,15 @@ class MetricSpec:
     description: str = ""
     #: A sensor that repeats the same value this many readings in a row is considered stuck.
     stuck_after: int = 6
+    #: Relative jump from both neighbours that makes a reading a spike (0.5: 50 %).
+    spike_jump: float = 0.5
+    #: Drift check: a window mean this far from the device's baseline (relative) must be
+    #: corroborated by a partner metric, since every failure mode moves several metrics together.
+    drift_after: float | None = None
+    #: ``(partner, ratio)``: the change is corroborated when the partner's relative change from its
+    #: baseline is at least ``ratio`` times this metric's. No partners with ``drift_after``: no
+    #: failure mode moves the metric at all, so any such move is the sensor.
+    corroborated_by: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,8 +97,8 @@ class FailureMode:
 
     @property
     def features(self) -> tuple[str, ...]:
-        """Model input features (data-quality ``stuck`` counts excluded; the policy reads those)."""
-        return tuple(feature_name(m, s) for m in self.metrics for s in STATS if s != "stuck")
+        """Model input features (data-quality statistics excluded; the policy reads those)."""
+        return tuple(feature_name(m, s) for m in self.metrics for s in STATS if s not in DATA_QUALITY_STATS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,14 +148,17 @@ RICE_COOKER = ApplianceProfile(
     models=("RC-100", "RC-200"),
     metrics=(
         MetricSpec(name="time_to_boil_s", unit="s", low=60, high=7200,
-                   description="Seconds from start until the pot reaches boiling"),
+                   description="Seconds from start until the pot reaches boiling",
+                   drift_after=0.15, corroborated_by=(("peak_temp_c", 0.1), ("heater_power_w", 0.2))),
         MetricSpec(name="heater_power_w", unit="W", low=0, high=3000,
-                   description="Mean electrical power drawn by the heating element while heating"),
+                   description="Mean electrical power drawn by the heating element while heating",
+                   drift_after=0.1, corroborated_by=(("time_to_boil_s", 0.15), ("peak_temp_c", 0.15))),
         MetricSpec(name="peak_temp_c", unit="°C", low=0, high=300,
-                   description="Highest pot-bottom temperature during the cycle"),
+                   description="Highest pot-bottom temperature during the cycle",
+                   drift_after=0.08, corroborated_by=(("time_to_boil_s", 0.3), ("heater_power_w", 0.3))),
         MetricSpec(name="cycle_energy_wh", unit="Wh", low=0, high=3000,
                    description="Energy used by the whole cycle"),
-        MetricSpec(name="ambient_temp_c", unit="°C", low=-30, high=60,
+        MetricSpec(name="ambient_temp_c", unit="°C", low=-30, high=60, spike_jump=1.5,
                    description="Kitchen temperature at cycle start"),
     ),
     failure_modes=(
@@ -161,7 +178,9 @@ RICE_COOKER = ApplianceProfile(
                         "lengthens until the element burns out.",
             action=ActionKind.BOOK_TECHNICIAN,
             metrics=("time_to_boil_s", "heater_power_w", "peak_temp_c"),
-            act_before_h=168.0,
+            # 168 h alerted up to three weeks early; 112 h keeps a median lead of ~6 days with far
+            # fewer false alerts (validation fleet, docs/evaluation.md).
+            act_before_h=112.0,
             skill="rice_cooker",
         ),
     ),
@@ -178,15 +197,19 @@ AIR_CONDITIONER = ApplianceProfile(
     models=("AC-2500", "AC-3500"),
     metrics=(
         MetricSpec(name="filter_dp_pa", unit="Pa", low=0, high=1000,
-                   description="Pressure drop across the return-air filter"),
+                   description="Pressure drop across the return-air filter",
+                   drift_after=0.3, corroborated_by=(("fan_current_a", 0.02),)),
         MetricSpec(name="fan_current_a", unit="A", low=0, high=20,
-                   description="Indoor fan motor current"),
+                   description="Indoor fan motor current",
+                   drift_after=0.1, corroborated_by=(("filter_dp_pa", 3.0),)),
         MetricSpec(name="supply_air_temp_c", unit="°C", low=-20, high=70,
-                   description="Air temperature leaving the indoor unit"),
+                   description="Air temperature leaving the indoor unit",
+                   drift_after=0.25, corroborated_by=(("power_w", 0.2), ("filter_dp_pa", 1.0))),
         MetricSpec(name="return_air_temp_c", unit="°C", low=-20, high=70,
-                   description="Room air temperature entering the indoor unit"),
+                   description="Room air temperature entering the indoor unit", drift_after=0.15),
         MetricSpec(name="power_w", unit="W", low=0, high=8000,
-                   description="Total electrical power of the unit"),
+                   description="Total electrical power of the unit",
+                   drift_after=0.15, corroborated_by=(("supply_air_temp_c", 0.5), ("filter_dp_pa", 1.0))),
         MetricSpec(name="run_hours", unit="h", low=0, high=200_000, stuck_after=10**9,
                    description="Compressor run hours since the filter was last replaced"),
     ),
@@ -201,10 +224,71 @@ AIR_CONDITIONER = ApplianceProfile(
             threshold=Threshold(metric="filter_dp_pa", value=250.0),
             skill="hvac",
         ),
+        FailureMode(
+            name="refrigerant_leak",
+            description="A slow leak loses refrigerant charge: the supply air gets warmer (less "
+                        "cooling) and the compressor draws less power until the low-pressure "
+                        "switch stops the unit.",
+            action=ActionKind.BOOK_TECHNICIAN,
+            metrics=("supply_air_temp_c", "return_air_temp_c", "power_w"),
+            act_before_h=80.0,
+            skill="hvac",
+        ),
     ),
 )
 
-PROFILES: dict[str, ApplianceProfile] = {p.kind: p for p in (RICE_COOKER, AIR_CONDITIONER)}
+WATER_PURIFIER = ApplianceProfile(
+    kind="water_purifier",
+    description="Under-sink reverse-osmosis purifier with a booster pump; one reading per dispense.",
+    reading_interval_h=3.0,
+    # Nobody draws water at night or while the household is away for a day.
+    silence_grace=16.0,
+    window=16,
+    baseline_readings=6,
+    models=("WP-50", "WP-75"),
+    metrics=(
+        MetricSpec(name="flow_lpm", unit="L/min", low=0, high=20,
+                   description="Mean product-water flow during the dispense",
+                   drift_after=0.25, corroborated_by=(("pump_current_a", 0.3), ("tds_out_ppm", 0.5))),
+        MetricSpec(name="tds_in_ppm", unit="ppm", low=0, high=2000,
+                   description="Total dissolved solids of the feed water"),
+        MetricSpec(name="tds_out_ppm", unit="ppm", low=0, high=2000,
+                   # No drift check: a spent cartridge raises TDS while flow falls by a few per
+                   # cent, which the season's water temperature can hide; a drifting TDS sensor
+                   # cannot be told from exhaustion with these metrics (docs/evaluation.md).
+                   description="Total dissolved solids of the purified water"),
+        MetricSpec(name="pump_current_a", unit="A", low=0, high=10,
+                   description="Booster pump motor current",
+                   drift_after=0.25, corroborated_by=(("flow_lpm", 0.05),)),
+        MetricSpec(name="water_temp_c", unit="°C", low=0, high=60, spike_jump=1.5,
+                   description="Feed water temperature"),
+        MetricSpec(name="litres", unit="L", low=0, high=50, stuck_after=10**9,
+                   description="Water dispensed in the session (often a round figure: a full jug)"),
+    ),
+    failure_modes=(
+        FailureMode(
+            name="filter_exhaustion",
+            description="The cartridge is spent: dissolved solids break through (purified-water "
+                        "TDS climbs) and flow drops until the purifier locks dispensing.",
+            action=ActionKind.NOTIFY_HOMEOWNER,
+            metrics=("tds_out_ppm", "tds_in_ppm", "flow_lpm"),
+            act_before_h=120.0,
+            homeowner_tip="Your purifier's filter cartridge is nearly spent: replace it (twist the "
+                          "old cartridge out, fit the new one and run water for two minutes).",
+        ),
+        FailureMode(
+            name="pump_wear",
+            description="The booster pump's bearings and vanes wear: current rises while flow "
+                        "falls until the pump stalls.",
+            action=ActionKind.BOOK_TECHNICIAN,
+            metrics=("pump_current_a", "flow_lpm", "water_temp_c"),
+            act_before_h=112.0,
+            skill="water_purifier",
+        ),
+    ),
+)
+
+PROFILES: dict[str, ApplianceProfile] = {p.kind: p for p in (RICE_COOKER, AIR_CONDITIONER, WATER_PURIFIER)}
 
 
 def get_profile(kind: str) -> ApplianceProfile:

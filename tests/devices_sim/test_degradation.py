@@ -100,10 +100,10 @@ def test_healthy_devices_have_no_ground_truth_for_60_days() -> None:
 
 def test_stuck_sensor_repeats_one_value_forever_and_is_a_sensor_fault() -> None:
     fleet = Fleet.from_scenarios(start=START, seed=5, scenarios=[
-        Scenario(device_id="ac-s", kind="air_conditioner", stuck_metric="filter_dp_pa",
-                 stuck_after=timedelta(days=2)),
-        Scenario(device_id="rc-s", kind="rice_cooker", stuck_metric="time_to_boil_s",
-                 stuck_after=timedelta(days=3))])
+        Scenario(device_id="ac-s", kind="air_conditioner", fault_metric="filter_dp_pa",
+                 fault_after=timedelta(days=2)),
+        Scenario(device_id="rc-s", kind="rice_cooker", fault_metric="time_to_boil_s",
+                 fault_after=timedelta(days=3))])
     msgs = fleet.advance(START + timedelta(days=10))
     for device_id, metric, after in (("ac-s", "filter_dp_pa", 2), ("rc-s", "time_to_boil_s", 3)):
         readings = series(fleet, msgs, device_id)

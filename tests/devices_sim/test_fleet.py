@@ -16,6 +16,7 @@ from ingest.contract import (
     encode_event,
     encode_telemetry,
     events_topic,
+    get_profile,
     telemetry_topic,
 )
 
@@ -80,20 +81,22 @@ def test_every_message_passes_the_strict_decoder() -> None:
 def test_build_mixes_kinds_households_and_planted_trouble() -> None:
     fleet = Fleet.build(n_devices=50, seed=2, start=START)
     kinds = Counter(d.kind for d in fleet.devices)
-    assert kinds == {"rice_cooker": 25, "air_conditioner": 25}
+    assert kinds == {"rice_cooker": 17, "air_conditioner": 17, "water_purifier": 16}
     assert all(1 <= n <= 2 for n in Counter(d.household_id for d in fleet.devices).values())
     assert {d.service_area for d in fleet.devices} <= {"SE1", "N7", "E2"}
     ids = [d.device_id for d in fleet.devices]
-    assert len(set(ids)) == 50 and all(i[:3] in ("rc-", "ac-") for i in ids)
+    assert len(set(ids)) == 50 and all(i[:3] in ("rc-", "ac-", "wp-") for i in ids)
     assert fleet.manifest()[0].keys() == {"device_id", "kind", "model", "firmware", "household_id",
                                           "service_area"}
     fleet.advance(START + timedelta(days=12))
     failed = {g.device_id for g in fleet.ground_truth if g.what == "failure"}
     early = {g.device_id for g in fleet.ground_truth if g.what == "failure" and g.at < START + timedelta(days=3)}
-    stuck = {g.device_id for g in fleet.ground_truth if g.what == "sensor_fault"}
-    assert 0.15 * 50 <= len(failed) <= 0.25 * 50
+    faulty = {g.device_id for g in fleet.ground_truth if g.what == "sensor_fault"}
+    assert 0.15 * 50 <= len(failed) <= 0.3 * 50
     assert not early
-    assert 1 <= len(stuck) <= 4
+    assert 2 <= len(faulty) <= 4
+    assert {g.mode for g in fleet.ground_truth if g.what == "sensor_fault"} <= {
+        "stuck_sensor", "spiking_sensor", "drifting_sensor"}
 
 
 def test_plant_after_keeps_planted_trouble_out_of_the_history() -> None:
@@ -121,12 +124,15 @@ def test_mix_is_honoured() -> None:
 
 @pytest.mark.parametrize(("kind", "mode"), [("rice_cooker", "scale_buildup"),
                                             ("rice_cooker", "heating_element_wear"),
-                                            ("air_conditioner", "filter_clogging")])
+                                            ("air_conditioner", "filter_clogging"),
+                                            ("air_conditioner", "refrigerant_leak"),
+                                            ("water_purifier", "filter_exhaustion"),
+                                            ("water_purifier", "pump_wear")])
 @pytest.mark.parametrize("days", [2, 4, 6, 10, 20])
 def test_planted_failures_land_near_fails_after(kind: str, mode: str, days: int) -> None:
     scenarios = [Scenario(device_id=f"d-{i}", kind=kind, mode=mode, fails_after=timedelta(days=days),
                           model=m)
-                 for i, m in enumerate(["RC-100", "RC-200"] if kind == "rice_cooker" else ["AC-2500", "AC-3500"])]
+                 for i, m in enumerate(get_profile(kind).models)]
     fleet = Fleet.from_scenarios(start=START, seed=days, scenarios=scenarios)
     fleet.advance(START + timedelta(days=days * 1.3 + 1))
     for sc in scenarios:
@@ -141,9 +147,9 @@ def test_scenarios_are_validated() -> None:
     with pytest.raises(ScenarioError):
         Scenario(device_id="x", kind="rice_cooker", mode="scale_buildup")
     with pytest.raises(ScenarioError):
-        Scenario(device_id="x", kind="air_conditioner", stuck_metric="filter_dp_pa")
+        Scenario(device_id="x", kind="air_conditioner", fault_metric="filter_dp_pa")
     with pytest.raises(ScenarioError):
-        Scenario(device_id="x", kind="air_conditioner", stuck_metric="nope", stuck_after=timedelta(0))
+        Scenario(device_id="x", kind="air_conditioner", fault_metric="nope", fault_after=timedelta(0))
     with pytest.raises(ScenarioError):
         Fleet.from_scenarios(start=START, seed=1, scenarios=[Scenario(device_id="x", kind="rice_cooker")] * 2)
     with pytest.raises(ScenarioError):

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
+from ingest.contract import PROFILES
 from ingest.db import create_schema, make_engine
 from predictors import ModelRegistry, TrainingReport, train_all
 from tests.predictors.synth import Fleet, make_fleet
 
 # Few boosting rounds keep the suite fast; the synthetic signal does not need more.
 FAST = {"max_iter": 30}
+
+#: The kinds and failure modes ``synth`` simulates (it predates the other profiles' modes).
+SYNTH_MODES = {"rice_cooker": ("scale_buildup", "heating_element_wear"),
+               "air_conditioner": ("filter_clogging",)}
+SYNTH_PROFILES = {kind: replace(PROFILES[kind], failure_modes=tuple(
+    m for m in PROFILES[kind].failure_modes if m.name in modes)) for kind, modes in SYNTH_MODES.items()}
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,7 @@ def trained(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Trained:
     tmp = tmp_path_factory.mktemp("trained")
     engine, registry = new_registry(tmp)
     reports = train_all(fleet.readings, fleet.failures, registry=registry, now=fleet.end,
-                        model_params=FAST)
+                        model_params=FAST, profiles=SYNTH_PROFILES)
     yield Trained(fleet=fleet, registry=registry, engine=engine, model_dir=tmp / "models",
                   reports=reports)
     engine.dispose()

@@ -10,7 +10,7 @@ import pytest
 from ingest.contract import PROFILES
 from ingest.features import FeatureVector, compute_baseline, compute_features
 from predictors import Scorer
-from tests.predictors.conftest import new_registry
+from tests.predictors.conftest import SYNTH_PROFILES, new_registry
 
 
 def _vectors(fleet, per_device=3):
@@ -36,7 +36,7 @@ def test_score_many_equals_score_per_vector(trained):
     scorer = Scorer(trained.registry)
     batched = scorer.score_many(vectors, now=now)
     single = [p for v in vectors for p in scorer.score(v, now=now)]
-    assert len(batched) == len(single) == sum(len(PROFILES[v.kind].failure_modes) for v in vectors)
+    assert len(batched) == len(single) == sum(len(SYNTH_PROFILES[v.kind].failure_modes) for v in vectors)
     for b, s in zip(batched, single, strict=True):
         assert (b.device_id, b.mode, b.ts, b.model_version) == (s.device_id, s.mode, s.ts,
                                                                  s.model_version)
