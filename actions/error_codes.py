@@ -94,6 +94,20 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     _code("air_conditioner", "H6", model="AC-3500", en="the indoor fan motor has stalled.",
           zh="室内风机电机堵转。", fix_en="Switch it off; a technician needs to check the fan motor.",
           fix_zh="请关机；需要技师检查风机电机。", severity="high", visit=True),
+    _code("air_conditioner", "E4", en="the low-pressure switch stopped the unit: refrigerant is low.",
+          zh="低压保护停机：制冷剂不足。", fix_en="A technician needs to find the leak and recharge the refrigerant.",
+          fix_zh="需要技师查找漏点并重新加注制冷剂。", severity="high", visit=True, mode="refrigerant_leak"),
+    _code("water_purifier", "C1", en="the filter cartridge is spent: dispensing is locked.",
+          zh="滤芯已失效：已停止出水。",
+          fix_en="Replace the filter cartridge: twist the old one out, fit the new one and run water for two minutes.",
+          fix_zh="请更换滤芯：拧下旧滤芯，装上新滤芯，放水两分钟。", severity="medium", visit=False,
+          mode="filter_exhaustion"),
+    _code("water_purifier", "L1", en="water is leaking inside the cabinet.", zh="机身内部漏水。",
+          fix_en="Close the feed-water valve under the sink, unplug the purifier and wipe up the water.",
+          fix_zh="请关闭水槽下的进水阀，拔下净水器插头，并擦干积水。", severity="high", visit=True),
+    _code("water_purifier", "P2", en="the booster pump has stalled.", zh="增压泵堵转。",
+          fix_en="Unplug it; a technician needs to replace the booster pump.",
+          fix_zh="请拔下插头；需要技师更换增压泵。", severity="high", visit=True, mode="pump_wear"),
 )
 
 _INDEX: dict[tuple[str, str, str], ErrorCode] = {(e.kind, e.model, e.code): e for e in ERROR_CODES}

@@ -29,6 +29,7 @@ class ModeText:
 APPLIANCE: Mapping[str, Mapping[str, str]] = {
     "rice_cooker": {"en": "Rice cooker", "zh": "电饭煲"},
     "air_conditioner": {"en": "Air conditioner", "zh": "空调"},
+    "water_purifier": {"en": "Water purifier", "zh": "净水器"},
 }
 
 MODE_TEXT: Mapping[tuple[str, str], Mapping[str, ModeText]] = {
@@ -53,6 +54,28 @@ MODE_TEXT: Mapping[tuple[str, str], Mapping[str, ModeText]] = {
                        todo="A technician will clean or replace the filter."),
         "zh": ModeText(noticed="您的空调滤网正在堵塞：风量变小，风机负荷增大。",
                        todo="技师将上门清洗或更换滤网。"),
+    },
+    ("air_conditioner", "refrigerant_leak"): {
+        "en": ModeText(noticed="Your air conditioner is slowly losing refrigerant: the air it blows is "
+                               "getting warmer and it cools less.",
+                       todo="A technician needs to find and seal the leak and recharge the refrigerant."),
+        "zh": ModeText(noticed="您的空调正在缓慢泄漏制冷剂：出风温度升高，制冷效果变差。",
+                       todo="需要技师上门查找并修补漏点，重新加注制冷剂。"),
+    },
+    ("water_purifier", "filter_exhaustion"): {
+        "en": ModeText(noticed="Your water purifier's filter cartridge is nearly spent: the purified "
+                               "water carries more dissolved minerals and flows more slowly.",
+                       todo="Replace the filter cartridge: twist the old one out, fit the new one and "
+                            "run water for two minutes before drinking."),
+        "zh": ModeText(noticed="您的净水器滤芯即将失效：净化后的水中溶解矿物质增多，出水变慢。",
+                       todo="请更换滤芯：拧下旧滤芯，装上新滤芯，放水两分钟后再饮用。"),
+    },
+    ("water_purifier", "pump_wear"): {
+        "en": ModeText(noticed="Your water purifier's booster pump is wearing out: it draws more current "
+                               "while the water flows more slowly.",
+                       todo="A technician needs to replace the booster pump."),
+        "zh": ModeText(noticed="您的净水器增压泵正在磨损：电流升高，出水却变慢。",
+                       todo="需要技师上门更换增压泵。"),
     },
 }
 
@@ -123,6 +146,9 @@ _MODE_LABEL: Mapping[str, Mapping[str, str]] = {
     "scale_buildup": {"en": "scale build-up", "zh": "水垢堆积"},
     "heating_element_wear": {"en": "heating element wear", "zh": "加热元件老化"},
     "filter_clogging": {"en": "a clogged filter", "zh": "滤网堵塞"},
+    "refrigerant_leak": {"en": "a refrigerant leak", "zh": "制冷剂泄漏"},
+    "filter_exhaustion": {"en": "a spent filter cartridge", "zh": "滤芯失效"},
+    "pump_wear": {"en": "booster pump wear", "zh": "增压泵磨损"},
     "overheating": {"en": "overheating", "zh": "过热"},
 }
 
