@@ -41,7 +41,8 @@ NEVER_STUCK = 10**9
 
 _TOP_KEYS = {"kind", "description", "reading_interval_h", "silence_grace", "window",
              "baseline_readings", "models", "horizon_h", "metrics", "failure_modes", "training"}
-_METRIC_KEYS = {"unit", "low", "high", "description", "stuck_after"}
+_METRIC_KEYS = {"unit", "low", "high", "description", "stuck_after", "spike_jump", "drift_after",
+                "corroborated_by"}
 _MODE_KEYS = {"description", "action", "metrics", "horizon_h", "act_before_h", "threshold",
               "homeowner_tip", "skill"}
 _TRAINING_KEYS = {"ttf_cap_h", "min_positives", "conformal_intervals"}
@@ -80,7 +81,10 @@ def profile_from_dict(data: Mapping[str, Any]) -> ApplianceProfile:
         modes.append(FailureMode(**{**m, "action": ActionKind(m["action"]),
                                     "metrics": tuple(m["metrics"]),
                                     "threshold": Threshold(**threshold) if threshold else None}))
-    return ApplianceProfile(**{**data, "metrics": tuple(MetricSpec(**s) for s in data["metrics"]),
+    metrics = tuple(MetricSpec(**{**s, "corroborated_by": tuple(
+        (str(partner), float(ratio)) for partner, ratio in s.get("corroborated_by", ()))})
+        for s in data["metrics"])
+    return ApplianceProfile(**{**data, "metrics": metrics,
                                "failure_modes": tuple(modes), "models": tuple(data.get("models", ()))})
 
 
@@ -148,6 +152,13 @@ def profile_to_toml(onb: OnboardingProfile) -> str:
                   f"high = {m.high!r}", f"stuck_after = {m.stuck_after}"]
         if m.description:
             lines.append(f"description = {_q(m.description)}")
+        if m.spike_jump != MetricSpec.__dataclass_fields__["spike_jump"].default:
+            lines.append(f"spike_jump = {m.spike_jump!r}")
+        if m.drift_after is not None:
+            lines.append(f"drift_after = {m.drift_after!r}")
+        if m.corroborated_by:
+            lines.append("corroborated_by = { " + ", ".join(f"{_q(k)} = {v!r}" for k, v in m.corroborated_by)
+                         + " }")
     for f in p.failure_modes:
         lines += ["", f"[failure_modes.{f.name}]", f"description = {_q(f.description)}",
                   f"action = {_q(str(f.action))}",
@@ -180,9 +191,17 @@ def _metric(name: str, spec: Any, file: str) -> MetricSpec:
     high = _number(spec["high"], file, f"{key}.high")
     if not low < high:
         raise HistoryError(file, f"{key}: low {low:g} must be below high {high:g}")
+    drift_after = spec.get("drift_after")
+    partners = _table(spec.get("corroborated_by", {}), file, f"{key}.corroborated_by")
     return MetricSpec(name=name, unit=str(spec.get("unit", "")), low=low, high=high,
                       description=str(spec.get("description", "")),
-                      stuck_after=_integer(spec.get("stuck_after", 6), file, f"{key}.stuck_after", low=2))
+                      stuck_after=_integer(spec.get("stuck_after", 6), file, f"{key}.stuck_after", low=2),
+                      spike_jump=_number(spec.get("spike_jump", 0.5), file, f"{key}.spike_jump", positive=True),
+                      drift_after=None if drift_after is None else _number(
+                          drift_after, file, f"{key}.drift_after", positive=True),
+                      corroborated_by=tuple(
+                          (str(k), _number(v, file, f"{key}.corroborated_by.{k}", positive=True))
+                          for k, v in partners.items()))
 
 
 def _mode(name: str, spec: Any, file: str, *, names: Sequence[str], horizon: float) -> FailureMode:

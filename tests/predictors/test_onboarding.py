@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,8 +10,15 @@ import numpy as np
 import pytest
 
 from ingest.contract import PROFILES
+from ingest.contract.profiles import PROFILES as BUILTIN_PROFILES
 from predictors import ModelRegistry, build_frames, load_history, onboard
-from predictors.profile_file import parse_profile_toml, profile_to_toml
+from predictors.profile_file import (
+    OnboardingProfile,
+    parse_profile_toml,
+    profile_from_dict,
+    profile_to_dict,
+    profile_to_toml,
+)
 from predictors.registry import ModelVersionRow
 from tests.predictors.conftest import FAST, new_registry
 from tests.predictors.history_files import HistoryFiles, write_history
@@ -253,3 +261,12 @@ def test_the_documented_profile_example_parses():
     assert parse_profile_toml(profile_to_toml(onb), file="again.toml") == \
         type(onb)(**{**{f: getattr(onb, f) for f in onb.__dataclass_fields__}, "source": "profile file again.toml"})
     assert onb.profile.mode("bearing_wear").skill == "pumps"
+
+
+@pytest.mark.parametrize("kind", sorted(BUILTIN_PROFILES))
+def test_every_profile_field_survives_the_database_and_the_profile_file(kind: str) -> None:
+    """Data-quality settings (spike_jump, drift_after, corroborated_by) round-trip like the rest."""
+    profile = BUILTIN_PROFILES[kind]
+    assert profile_from_dict(json.loads(json.dumps(profile_to_dict(profile)))) == profile
+    onb = OnboardingProfile(profile=profile)
+    assert parse_profile_toml(profile_to_toml(onb), file="p.toml").profile == profile
