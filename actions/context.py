@@ -11,12 +11,16 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ingest.db import DeviceRow, ReadingRow
+from ingest.db import DeviceRow, FeatureOnlineRow, ReadingRow
 from predictors.types import Prediction
 
-from .db import BookingRow, CaseRow, TicketRow
+from .db import BookingRow, LabelRow, TicketRow
+from .similar import nearest
 
-__all__ = ["device_info", "prediction_info", "readings_summary", "similar_cases"]
+__all__ = ["device_info", "feature_snapshot", "prediction_info", "readings_summary", "similar_cases"]
+
+#: How many labels of a kind and mode the nearest-neighbour search looks through (newest first).
+_CANDIDATES = 2000
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -36,7 +40,9 @@ def device_info(device: DeviceRow | None, device_id: str | None) -> dict[str, An
 
 
 def readings_summary(session: Session, device_id: str, *, last_n: int) -> dict[str, Any]:
-    """Count and time span of the device's readings, and min/mean/max/last per metric of the last ``last_n``."""
+    """Count and time span of the device's readings, min/mean/max/last per metric of the last ``last_n``,
+    and those readings themselves as ``trend`` (``[{"ts": ..., metric: value, ...}]``, oldest first)
+    for a chart."""
     total = session.scalar(select(func.count()).select_from(ReadingRow)
                            .where(ReadingRow.device_id == device_id)) or 0
     rows = list(session.scalars(select(ReadingRow).where(ReadingRow.device_id == device_id)
@@ -52,7 +58,18 @@ def readings_summary(session: Session, device_id: str, *, last_n: int) -> dict[s
         "first_ts": _iso(rows[0].ts) if rows else None,
         "last_ts": _iso(rows[-1].ts) if rows else None,
         "metrics": metrics,
+        "trend": [{"ts": _iso(r.ts), **{k: v for k, v in r.metrics.items() if isinstance(v, (int, float))}}
+                  for r in rows],
     }
+
+
+def feature_snapshot(session: Session, device_id: str) -> dict[str, float] | None:
+    """The device's current feature vector (numeric values only), or None before it has one."""
+    row = session.get(FeatureOnlineRow, device_id)
+    if row is None:
+        return None
+    return {k: float(v) for k, v in row.values.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def prediction_info(prediction: Prediction) -> dict[str, Any]:
@@ -69,23 +86,37 @@ def prediction_info(prediction: Prediction) -> dict[str, Any]:
     }
 
 
-def similar_cases(session: Session, *, kind: str, mode: str, limit: int = 5) -> list[dict[str, Any]]:
-    """The most recently closed cases of the same kind and failure mode, with what was found."""
-    cases = session.scalars(
-        select(CaseRow).where(CaseRow.kind == kind, CaseRow.mode == mode, CaseRow.status == "closed")
-        .order_by(CaseRow.closed_at.desc(), CaseRow.id.desc()).limit(limit))
+def similar_cases(session: Session, *, kind: str, mode: str | None,
+                  features: dict[str, float] | None, limit: int = 5) -> list[dict[str, Any]]:
+    """The most similar resolved cases (labels) of the same kind (and mode), with what was found.
+
+    Nearest neighbours over the feature vectors when ``features`` is known; otherwise the most
+    recent labels. Each carries its outcome, parts, note, distance and the ticket resolution or
+    booking diagnosis behind it.
+    """
+    query = select(LabelRow).where(LabelRow.kind == kind)
+    if mode is not None:
+        query = query.where(LabelRow.mode == mode)
+    labels = list(session.scalars(query.order_by(LabelRow.ts.desc(), LabelRow.id.desc()).limit(_CANDIDATES)))
+    by_id = {label.id: label for label in labels}
+    ranked: list[tuple[int, float | None]]
+    with_features = [(label.id, label.features) for label in labels if label.features]
+    if features and with_features:
+        ranked = [(i, d) for i, d in nearest(features, with_features, k=limit)]
+    else:
+        ranked = [(label.id, None) for label in labels[:limit]]
     out = []
-    for case in cases:
-        resolutions = [t for t in session.scalars(
-            select(TicketRow.resolution).where(TicketRow.case_id == case.id,
-                                               TicketRow.resolution.is_not(None)))]
-        diagnoses = [d for d in session.scalars(
-            select(BookingRow.diagnosis).where(BookingRow.case_id == case.id,
-                                               BookingRow.diagnosis.is_not(None)))]
+    for label_id, distance in ranked:
+        label = by_id[label_id]
+        resolution = (session.scalar(select(TicketRow.resolution).where(TicketRow.id == label.ticket_id))
+                      if label.ticket_id else None)
+        diagnosis = (session.scalar(select(BookingRow.diagnosis).where(BookingRow.id == label.booking_id))
+                     if label.booking_id else None)
         out.append({
-            "case_id": case.id, "device_id": case.device_id, "action": case.action,
-            "reason": case.reason, "opened_at": _iso(case.opened_at),
-            "closed_at": _iso(case.closed_at), "close_reason": case.close_reason,
-            "resolutions": resolutions, "diagnoses": diagnoses,
+            "label_id": label.id, "device_id": label.device_id, "mode": label.mode,
+            "source": label.source, "outcome": label.outcome, "parts": list(label.parts),
+            "note": label.note, "ts": _iso(label.ts), "case_id": label.case_id,
+            "distance": None if distance is None else round(distance, 4),
+            "resolution": resolution, "diagnosis": diagnosis,
         })
     return out

@@ -3,12 +3,14 @@
     ActionsError
     ├── NotFound             a case, notification, booking, ticket or device id that does not exist
     ├── InvalidState         a transition the record's status forbids (resolving a resolved ticket)
-    └── UnknownFailureMode   a prediction for a kind or failure mode no profile declares
+    ├── UnknownFailureMode   a prediction for a kind or failure mode no profile declares
+    └── NoSlot               no technician can come (skill, area, hours, capacity, availability)
+        └── SlotTaken        the requested slot is taken (possibly by a booking committed just now)
 """
 
 from __future__ import annotations
 
-__all__ = ["ActionsError", "InvalidState", "NotFound", "UnknownFailureMode"]
+__all__ = ["ActionsError", "InvalidState", "NoSlot", "NotFound", "SlotTaken", "UnknownFailureMode"]
 
 
 class ActionsError(Exception):
@@ -25,3 +27,15 @@ class InvalidState(ActionsError):
 
 class UnknownFailureMode(ActionsError):
     """No appliance profile declares this (kind, failure mode)."""
+
+
+class NoSlot(ActionsError):
+    """No qualified technician has a free slot; ``ticket_id`` names the ticket opened for a person."""
+
+    def __init__(self, message: str, *, ticket_id: int | None = None) -> None:
+        super().__init__(message)
+        self.ticket_id = ticket_id
+
+
+class SlotTaken(NoSlot):
+    """The requested (technician, start) slot is not free; the database refused the double booking."""

@@ -12,14 +12,12 @@ transaction is retried once on ``IntegrityError`` (the retry then sees the winne
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import Engine, and_, func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.clock import Clock
@@ -27,20 +25,23 @@ from ingest.contract import FailureMode
 from ingest.db import DeviceRow
 from predictors.types import Prediction
 
-from .booking import Technician, find_slot
-from .context import device_info, prediction_info, readings_summary, similar_cases
+from .booking import Technician
+from .casework import CaseworkMixin
+from .core import ServiceCore, get_row, label, ttf_values
+from .context import device_info, feature_snapshot, prediction_info, readings_summary, similar_cases
 from .db import (
     BookingRow,
     CaseRow,
     CaseStateRow,
     DecisionLogRow,
-    NotificationRow,
     TechnicianRow,
     TicketRow,
 )
-from .errors import InvalidState, NotFound
+from .delivery import DeliveryConfig, Urgency
+from .events import EventsMixin
+from .notify import NewNotification, create_notification
+from .people import NotificationsMixin
 from .policy import (
-    PRIORITIES,
     CaseHistory,
     Decision,
     DecisionAction,
@@ -50,13 +51,15 @@ from .policy import (
     is_calm,
     is_uncertain,
 )
-from .records import Booking, Case, Notification, Outcome, Ticket, technician_from_row
+from .records import Booking, Case, Outcome, Ticket, technician_from_row
+from .safety import SafetyMixin
+from .tickets import open_ticket
+from .visits import VisitsMixin
+from .webhook import RetryConfig
 
 __all__ = ["ActionService", "seed_technicians"]
 
 _T = TypeVar("_T")
-_ACTIVE_BOOKING = ("scheduled", "due")
-_NOTIFICATION_STATUSES = frozenset({"new", "acknowledged", "done", "dismissed"})
 
 
 def seed_technicians(engine: Engine, technicians: Iterable[Technician]) -> None:
@@ -70,23 +73,37 @@ def seed_technicians(engine: Engine, technicians: Iterable[Technician]) -> None:
             row.service_areas = sorted(tech.service_areas)
             row.working_hours = list(tech.working_hours)
             row.working_days = sorted(tech.working_days)
+            row.max_jobs_per_day = tech.max_jobs_per_day
             s.add(row)
 
 
-class ActionService:
-    """Decides on predictions and keeps cases, notifications, bookings and tickets."""
+class ActionService(NotificationsMixin, VisitsMixin, CaseworkMixin, EventsMixin, SafetyMixin, ServiceCore):
+    """Decides on predictions and device errors; keeps cases, notifications, bookings and tickets.
+
+    The people-facing operations live in the mixins, one module each: ``people`` (households,
+    the feed, notification actions, the webhook outbox), ``visits`` (booking, rescheduling,
+    cancelling, completing, reminders, overdue), ``casework`` (tickets: on request, resolution,
+    SLA escalation), ``events`` (device error codes) and ``safety`` (overheating in the readings).
+    """
 
     def __init__(self, engine: Engine, *, clock: Clock, policy_config: PolicyConfig | None = None,
+                 delivery_config: DeliveryConfig | None = None, retry_config: RetryConfig | None = None,
                  booking_duration: timedelta = timedelta(hours=2),
                  booking_lead: timedelta = timedelta(hours=1),
                  booking_window: timedelta = timedelta(days=14),
+                 reminder_lead: timedelta = timedelta(hours=24),
+                 overdue_grace: timedelta = timedelta(hours=2),
                  readings_in_context: int = 24, recent_p_fail_kept: int = 12) -> None:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._clock = clock
         self._config = policy_config or PolicyConfig()
+        self._delivery = delivery_config or DeliveryConfig()
+        self._retry = retry_config or RetryConfig()
         self._booking_duration = booking_duration
         self._booking_lead = booking_lead
         self._booking_window = booking_window
+        self._reminder_lead = reminder_lead
+        self._overdue_grace = overdue_grace
         self._readings_in_context = readings_in_context
         self._recent_kept = recent_p_fail_kept
 
@@ -99,6 +116,7 @@ class ActionService:
     def handle(self, predictions: Sequence[Prediction]) -> list[Outcome]:
         """Decide on each prediction and persist the result, one transaction per prediction.
 
+        Then the readings behind them are checked against the safety rules (``safety``).
         Idempotent: a prediction not newer than the last one handled for its (device, mode)
         changes nothing and comes back with ``duplicate=True``.
         """
@@ -107,16 +125,9 @@ class ActionService:
             mode = failure_mode(prediction)  # UnknownFailureMode before anything is written
             outcomes.append(self._retrying(
                 lambda s, p=prediction, m=mode: self._handle_one(s, p, m)))
+        # The readings behind these predictions may be a safety matter whatever the models say.
+        self.check_safety(p.device_id for p in predictions)
         return outcomes
-
-    def _retrying(self, work: Callable[[Session], _T]) -> _T:
-        try:
-            with self._sessions.begin() as s:
-                return work(s)
-        except IntegrityError:
-            # A concurrent writer won a unique index race; the retry sees its rows.
-            with self._sessions.begin() as s:
-                return work(s)
 
     def _handle_one(self, s: Session, prediction: Prediction, mode: FailureMode) -> Outcome:
         now = self._clock.now()
@@ -186,31 +197,36 @@ class ActionService:
              open_case: CaseRow | None, history: CaseHistory, now: datetime) -> Outcome:
         device = s.get(DeviceRow, prediction.device_id)
         if open_case is None:
-            case = CaseRow(device_id=prediction.device_id, kind=prediction.kind,
-                           mode=prediction.mode, status="open", action=decision.action.value,
-                           priority=decision.priority, reason=decision.reason,
-                           due_by=decision.due_by, opened_at=now)
-            s.add(case)
+            case = self._new_case(s, device_id=prediction.device_id, kind=prediction.kind,
+                                  mode=prediction.mode, action=decision.action.value,
+                                  priority=decision.priority, reason=decision.reason,
+                                  due_by=decision.due_by, now=now)
         else:  # escalating a ticket case: still one open case per (device, mode)
             case = open_case
             case.action, case.priority = decision.action.value, decision.priority
             case.reason, case.due_by = f"{case.reason}\n{decision.reason}", decision.due_by
-        s.flush()
+            s.flush()
 
         notification = booking = ticket = None
         outcome_text = ""
         household = device.household_id if device else None
         if decision.action is DecisionAction.NOTIFY_HOMEOWNER and household:
-            notification = self._notify_failure(s, prediction, mode, decision, household, case, now)
-            outcome_text = f"notification:{notification.id}"
+            notification, plan = create_notification(s, NewNotification(
+                household_id=household, device_id=prediction.device_id, kind=prediction.kind,
+                mode=prediction.mode, template="prediction_fix", urgency=Urgency.ALERT,
+                case_id=case.id, due_by=decision.due_by, values=ttf_values(prediction)),
+                config=self._delivery, now=now)
+            outcome_text = (f"notification:{notification.id}" + (" (held: quiet hours)" if plan.held else "")
+                            if notification else f"notification suppressed ({plan.rule}: {plan.reason})")
         elif decision.action is DecisionAction.BOOK_TECHNICIAN:
-            booking = self._book(s, prediction, mode, decision, device, case, now)
+            booking = self._book(s, device=device, kind=prediction.kind, mode=prediction.mode,
+                                 deadline=decision.due_by, reason=decision.reason, case_id=case.id, now=now)
             if booking is not None:
                 outcome_text = f"booking:{booking.id}"
-                if household:
-                    notification = self._notify_booking(s, prediction, mode, booking, household, case, now)
+                notification = self._notify_visit(s, booking, kind=prediction.kind, template="booking_booked",
+                                                  case_id=case.id, now=now)
 
-        if notification is None and booking is None:
+        if not outcome_text:
             if decision.action is DecisionAction.OPEN_TICKET:
                 category = decision.rule
             elif decision.action is DecisionAction.BOOK_TECHNICIAN:
@@ -235,68 +251,10 @@ class ActionService:
                        booking_id=booking.id if booking else None,
                        ticket_id=ticket.id if ticket else None)
 
-    def _notify_failure(self, s: Session, prediction: Prediction, mode: FailureMode,
-                        decision: Decision, household: str, case: CaseRow,
-                        now: datetime) -> NotificationRow:
-        advice = mode.homeowner_tip or mode.description
-        when = f" Please act before {decision.due_by:%a %d %b %H:%M} UTC." if decision.due_by else ""
-        body = (f"{advice} We expect trouble in about {prediction.ttf_h:.0f} hours "
-                f"(between {prediction.ttf_low_h:.0f} and {prediction.ttf_high_h:.0f} hours).{when}")
-        row = NotificationRow(household_id=household, device_id=prediction.device_id,
-                              mode=prediction.mode, title=f"{_label(prediction.kind)}: "
-                              f"{_label(prediction.mode).lower()} expected", body=body,
-                              created_at=now, status="new", case_id=case.id)
-        s.add(row)
-        s.flush()
-        return row
-
-    def _notify_booking(self, s: Session, prediction: Prediction, mode: FailureMode,
-                        booking: BookingRow, household: str, case: CaseRow,
-                        now: datetime) -> NotificationRow:
-        tech = s.get(TechnicianRow, booking.technician_id)
-        who = tech.name if tech else "A technician"
-        row = NotificationRow(
-            household_id=household, device_id=prediction.device_id, mode=prediction.mode,
-            title=f"{_label(prediction.kind)}: technician visit booked",
-            body=f"{who} will visit on {booking.start_at:%a %d %b} between "
-                 f"{booking.start_at:%H:%M} and {booking.end_at:%H:%M} UTC about "
-                 f"{_label(prediction.mode).lower()}: {mode.description}",
-            created_at=now, status="new", case_id=case.id)
-        s.add(row)
-        s.flush()
-        return row
-
-    def _book(self, s: Session, prediction: Prediction, mode: FailureMode, decision: Decision,
-              device: DeviceRow | None, case: CaseRow, now: datetime) -> BookingRow | None:
-        if device is None or not device.service_area or decision.due_by is None:
-            return None
-        # Row-locks the technicians on PostgreSQL so competing bookings queue (see module docstring).
-        s.execute(update(TechnicianRow).where(TechnicianRow.active.is_(True))
-                  .values(lock_version=TechnicianRow.lock_version + 1))
-        technicians = [technician_from_row(r) for r in s.scalars(
-            select(TechnicianRow).where(TechnicianRow.active.is_(True)))]
-        earliest = now + self._booking_lead
-        busy: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
-        for b in s.scalars(select(BookingRow).where(BookingRow.status.in_(_ACTIVE_BOOKING),
-                                                    BookingRow.end_at > earliest)):
-            busy[b.technician_id].append((b.start_at, b.end_at))
-        slot = find_slot(technicians=technicians, busy=busy, service_area=device.service_area,
-                         skill=mode.skill, earliest=earliest,
-                         deadline=min(decision.due_by, now + self._booking_window),
-                         duration=self._booking_duration)
-        if slot is None:
-            return None
-        row = BookingRow(technician_id=slot.technician_id, device_id=prediction.device_id,
-                         mode=prediction.mode, household_id=device.household_id,
-                         start_at=slot.start, end_at=slot.end, status="scheduled",
-                         created_at=now, case_id=case.id)
-        s.add(row)
-        s.flush()
-        return row
-
     def _ticket_for(self, s: Session, prediction: Prediction, decision: Decision,
                     device: DeviceRow | None, case: CaseRow, category: str,
                     history: CaseHistory, now: datetime) -> TicketRow:
+        features = case.features or feature_snapshot(s, prediction.device_id)
         context = {
             "reason": decision.reason,
             "decision": {"action": decision.action.value, "rule": decision.rule,
@@ -305,98 +263,15 @@ class ActionService:
             "device": device_info(device, prediction.device_id),
             "readings": readings_summary(s, prediction.device_id, last_n=self._readings_in_context),
             "prediction": prediction_info(prediction),
+            "features": features,
             "recent_p_fail": [*history.recent_p_fail, prediction.p_fail],
-            "similar_cases": similar_cases(s, kind=prediction.kind, mode=prediction.mode),
+            "similar_cases": similar_cases(s, kind=prediction.kind, mode=prediction.mode, features=features),
         }
-        row = TicketRow(
-            device_id=prediction.device_id, household_id=device.household_id if device else None,
-            mode=prediction.mode, category=category, priority=decision.priority,
-            priority_rank=PRIORITIES.index(decision.priority), status="open",
-            subject=f"{_label(category)}: {prediction.kind} {prediction.device_id} ({prediction.mode})",
-            created_at=now, context=context, case_id=case.id)
-        s.add(row)
-        s.flush()
-        return row
-
-    # -- people --------------------------------------------------------------------------------
-
-    def open_ticket_on_request(self, *, message: str, device_id: str | None = None,
-                               household_id: str | None = None) -> Ticket:
-        """"Talk to a person": always opens a ticket, whatever cases or cooldowns exist."""
-        if device_id is None and household_id is None:
-            raise ValueError("name a device_id or a household_id")
-        now = self._clock.now()
-        with self._sessions.begin() as s:
-            device = s.get(DeviceRow, device_id) if device_id else None
-            if device_id is not None and device is None:
-                raise NotFound(f"device {device_id}")
-            household = household_id or (device.household_id if device else None)
-            devices = ([device] if device else list(s.scalars(
-                select(DeviceRow).where(DeviceRow.household_id == household))))
-            if not devices:
-                raise NotFound(f"household {household_id}")
-            ids = [d.device_id for d in devices]
-            context: dict[str, Any] = {
-                "message": message,
-                "devices": [device_info(d, d.device_id) for d in devices],
-                "readings": {d.device_id: readings_summary(s, d.device_id,
-                                                           last_n=self._readings_in_context)
-                             for d in devices},
-                "open_cases": [_case_json(c) for c in s.scalars(
-                    select(CaseRow).where(CaseRow.device_id.in_(ids), CaseRow.status == "open"))],
-                "recent_decisions": [
-                    {"device_id": d.device_id, "mode": d.mode, "action": d.action,
-                     "reason": d.reason, "outcome": d.outcome, "decided_at": d.decided_at.isoformat()}
-                    for d in s.scalars(select(DecisionLogRow).where(DecisionLogRow.device_id.in_(ids))
-                                       .order_by(DecisionLogRow.decided_at.desc()).limit(5))],
-            }
-            row = TicketRow(device_id=device_id, household_id=household, mode=None,
-                            category="customer_request", priority="high",
-                            priority_rank=PRIORITIES.index("high"), status="open",
-                            subject=f"Customer request: {message[:80]}", created_at=now,
-                            context=context)
-            s.add(row)
-            s.flush()
-            return Ticket._from_row(row)
-
-    def resolve_ticket(self, ticket_id: int, resolution: str) -> Ticket:
-        """Resolve an open ticket; its case closes too unless it was escalated to another action."""
-        now = self._clock.now()
-        with self._sessions.begin() as s:
-            row = _get(s, TicketRow, ticket_id, "ticket")
-            if row.status != "open":
-                raise InvalidState(f"ticket {ticket_id} is {row.status}")
-            row.status, row.resolved_at, row.resolution = "resolved", now, resolution
-            case = s.get(CaseRow, row.case_id) if row.case_id is not None else None
-            if case is not None and case.status == "open" and case.action == DecisionAction.OPEN_TICKET:
-                case.status, case.closed_at = "closed", now
-                case.close_reason = f"ticket {ticket_id} resolved: {resolution}"
-            return Ticket._from_row(row)
-
-    def complete_booking(self, booking_id: int, diagnosis: str) -> Booking:
-        """Record the technician's visit.
-
-        The case stays open: the features still hold pre-repair readings for a while, and
-        closing now would re-alert on them. ``close_recovered_cases`` closes it once the
-        predictions show the device recovered.
-        """
-        now = self._clock.now()
-        with self._sessions.begin() as s:
-            row = _get(s, BookingRow, booking_id, "booking")
-            if row.status not in _ACTIVE_BOOKING:
-                raise InvalidState(f"booking {booking_id} is {row.status}")
-            row.status, row.diagnosis, row.completed_at = "completed", diagnosis, now
-            return Booking._from_row(row)
-
-    def set_notification_status(self, notification_id: int, status: str) -> Notification:
-        """Mark a notification acknowledged, done or dismissed (what the homeowner did)."""
-        if status not in _NOTIFICATION_STATUSES:
-            raise ValueError(f"unknown notification status {status!r}")
-        now = self._clock.now()
-        with self._sessions.begin() as s:
-            row = _get(s, NotificationRow, notification_id, "notification")
-            row.status, row.status_at = status, now
-            return Notification._from_row(row)
+        return open_ticket(
+            s, device_id=prediction.device_id, household_id=device.household_id if device else None,
+            kind=prediction.kind, mode=prediction.mode, category=category, priority=decision.priority,
+            subject=f"{label(category)}: {prediction.kind} {prediction.device_id} ({prediction.mode})",
+            now=now, context=context, case_id=case.id, features=features)
 
     # -- housekeeping (scheduler jobs) ---------------------------------------------------------
 
@@ -437,13 +312,6 @@ class ActionService:
 
     # -- queries -------------------------------------------------------------------------------
 
-    def notifications_for_household(self, household_id: str) -> list[Notification]:
-        """A household's notifications, newest first."""
-        with self._sessions() as s:
-            return [Notification._from_row(r) for r in s.scalars(
-                select(NotificationRow).where(NotificationRow.household_id == household_id)
-                .order_by(NotificationRow.created_at.desc(), NotificationRow.id.desc()))]
-
     def bookings_for_technician(self, technician_id: str) -> list[Booking]:
         """A technician's bookings in start order."""
         with self._sessions() as s:
@@ -478,12 +346,12 @@ class ActionService:
     def ticket(self, ticket_id: int) -> Ticket:
         """One ticket by id."""
         with self._sessions() as s:
-            return Ticket._from_row(_get(s, TicketRow, ticket_id, "ticket"))
+            return Ticket._from_row(get_row(s, TicketRow, ticket_id, "ticket"))
 
     def booking(self, booking_id: int) -> Booking:
         """One booking by id."""
         with self._sessions() as s:
-            return Booking._from_row(_get(s, BookingRow, booking_id, "booking"))
+            return Booking._from_row(get_row(s, BookingRow, booking_id, "booking"))
 
     def technicians(self) -> list[Technician]:
         """The active technicians, by id."""
@@ -491,21 +359,3 @@ class ActionService:
             return [technician_from_row(r) for r in s.scalars(
                 select(TechnicianRow).where(TechnicianRow.active.is_(True))
                 .order_by(TechnicianRow.technician_id))]
-
-
-def _get(s: Session, model: type[_T], key: object, what: str) -> _T:
-    row = s.get(model, key)
-    if row is None:
-        raise NotFound(f"{what} {key}")
-    return row
-
-
-def _label(name: str) -> str:
-    return name.replace("_", " ").capitalize()
-
-
-def _case_json(case: CaseRow) -> dict[str, Any]:
-    return {"case_id": case.id, "mode": case.mode, "device_id": case.device_id,
-            "action": case.action, "priority": case.priority, "reason": case.reason,
-            "opened_at": case.opened_at.isoformat()}
-

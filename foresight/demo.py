@@ -37,6 +37,8 @@ from predictors.registry import ModelVersionRow
 
 from .api import create_app
 from .broker import EmbeddedBroker
+from .demo_logins import seed_demo_logins
+from .demo_people import seed_demo_households
 from .runtime import Runtime, build_runtime
 from .settings import Settings
 from .training import train_on_simulation
@@ -102,6 +104,8 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     rt.store.register_devices(DeviceInfo(**row) for row in fleet.manifest())  # type: ignore[arg-type]
     write_manifest_csv(demo_dir / "manifest.csv", fleet.devices)
     rt.seed_technicians(list(DEMO_TECHNICIANS))
+    seed_demo_households(rt, fleet)
+    logins = seed_demo_logins(rt, fleet, DEMO_TECHNICIANS)
 
     server, server_thread = (None, None)
     publisher = Publisher(fleet=fleet, host=host, port=port, now=clock.now)
@@ -112,7 +116,11 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
         if options.api:
             server, server_thread = _start_api(rt, settings)
             if server.started:
-                console.print(f"API on http://{settings.api_host}:{settings.api_port}  (OpenAPI: /docs)")
+                base = f"http://{settings.api_host}:{settings.api_port}"
+                console.print(f"web app on {base}  (API docs: {base}/docs) — sign in as:")
+                for login in logins:
+                    console.print(f"  {login.role.value:<10}  user [bold]{login.user_id}[/bold]  "
+                                  f"password [bold]{login.password}[/bold]  — {login.about}")
             else:
                 console.print(f"[red]API could not start on {settings.api_host}:{settings.api_port} (port in use?); "
                               "set FORESIGHT_API_PORT — the demo runs on without it[/red]")
@@ -255,7 +263,8 @@ def _ensure_models(settings: Settings, options: DemoOptions, console: Console) -
 
 def _start_api(rt: Runtime, settings: Settings) -> tuple[uvicorn.Server, threading.Thread]:
     config = uvicorn.Config(create_app(rt), host=settings.api_host, port=settings.api_port,
-                            log_level="warning", lifespan="off")
+                            log_level="warning", lifespan="off",
+                            timeout_graceful_shutdown=2)  # open live streams must not hold up the exit
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="api", daemon=True)
     thread.start()

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, inspect
 import actions.db
 import predictors.registry
 import predictors.store  # noqa: F401  (register their tables on the shared Base)
+import foresight.auth  # noqa: F401  (users, auth_tokens)
 from ingest.db import Base, make_engine
 
 __all__ = ["MIGRATIONS_DIR", "SchemaMismatch", "alembic_config", "current_revision", "head_revision",

@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
@@ -69,9 +70,16 @@ class Runtime:
         self.ingester.start()
         return self.ingester
 
-    def start_scheduler(self) -> BackgroundScheduler:
-        """Start APScheduler with the scoring sweep and the actions jobs."""
+    def start_scheduler(self, *, persistent: bool = True) -> BackgroundScheduler:
+        """Start APScheduler with the scoring sweep and the actions jobs.
+
+        Call it in exactly one process per database (the one running the background work). With
+        ``persistent`` the jobs live in the database (``apscheduler_jobs``, built by the
+        migrations): a restart finds them, and explicit ids + ``replace_existing`` keep one copy.
+        """
         scheduler = BackgroundScheduler(timezone="UTC")
+        if persistent:
+            scheduler.add_jobstore(SQLAlchemyJobStore(engine=self.engine, tablename="apscheduler_jobs"), "default")
         # Like the actions jobs: the job stores a name, not the runtime (a persistent job store
         # pickles its arguments, and an engine or MQTT client neither pickles nor survives a restart).
         _RUNTIMES[_SCORING] = self

@@ -6,10 +6,14 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlparse
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["PLACEHOLDER_SECRETS", "Settings"]
+
+#: Secrets nobody may run production with (the development default and the usual stand-ins).
+PLACEHOLDER_SECRETS = frozenset({"dev-only-insecure-secret-key", "", "changeme", "change-me", "secret",
+                                 "password", "placeholder", "xxx"})
 
 
 class Settings(BaseSettings):
@@ -38,6 +42,21 @@ class Settings(BaseSettings):
     #: ``text`` for people, ``json`` (one object per line) for a log shipper.
     log_format: Literal["text", "json"] = "text"
 
+    #: ``production`` refuses placeholder secrets and sends cookies only over HTTPS.
+    env: Literal["development", "production"] = "development"
+    #: Keys the web pages' CSRF tokens (HMAC); at least 32 characters in production.
+    secret_key: str = "dev-only-insecure-secret-key"
+    #: How long a login (bearer token or web session) lasts.
+    token_ttl_h: float = Field(default=12.0, gt=0, le=24 * 30)
+    #: Requests per minute per signed-in user, or per client address before sign-in.
+    rate_limit_per_minute: int = Field(default=600, ge=1)
+    #: Login attempts per minute per client address and per user name (guessing passwords).
+    login_attempts_per_minute: int = Field(default=10, ge=1)
+    #: Largest request body accepted (413 above it).
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: ``Secure`` flag on the session cookie; always on in production.
+    cookie_secure: bool = False
+
     @field_validator("mqtt_url")
     @classmethod
     def _check_mqtt_url(cls, value: str | None) -> str | None:
@@ -48,6 +67,21 @@ class Settings(BaseSettings):
             raise ValueError("FORESIGHT_MQTT_URL must look like mqtt://[user:pass@]host[:port]")
         parsed.port  # noqa: B018  (raises ValueError for a bad port now, not at connect time)
         return value
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_in_production(self) -> Settings:
+        if self.env == "production":
+            key = self.secret_key.strip()
+            if key.lower() in PLACEHOLDER_SECRETS or len(key) < 32:
+                raise ValueError("FORESIGHT_SECRET_KEY must be set to a random value of at least 32 characters "
+                                 "when FORESIGHT_ENV=production (e.g. `python -c 'import secrets; "
+                                 "print(secrets.token_urlsafe(32))'`)")
+            if self.mqtt_url is not None:
+                password = self.mqtt_endpoint()[3]
+                if password is not None and password.lower() in PLACEHOLDER_SECRETS:
+                    raise ValueError("FORESIGHT_MQTT_URL carries a placeholder password; refused in production")
+            self.cookie_secure = True
+        return self
 
     def mqtt_endpoint(self) -> tuple[str, int, str | None, str | None]:
         """(host, port, username, password) of the configured broker."""

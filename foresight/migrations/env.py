@@ -16,6 +16,7 @@ from sqlalchemy import Connection, text
 import actions.db
 import predictors.registry
 import predictors.store  # noqa: F401  (register their tables on the shared Base)
+import foresight.auth  # noqa: F401  (users, auth_tokens)
 from ingest.db import Base, UTCDateTime, make_engine
 
 target_metadata = Base.metadata

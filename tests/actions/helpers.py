@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from actions import Technician
-from ingest.db import DeviceRow, ReadingRow
+from ingest.db import DeviceEventRow, DeviceRow, FeatureOnlineRow, ReadingRow
 from predictors.types import FeatureContribution, Prediction
 
 HVAC_NORTH = Technician(technician_id="t-anna", name="Anna", skills=frozenset({"hvac"}),
@@ -39,9 +39,9 @@ def near(**kw: Any) -> Prediction:
 
 
 def add_device(engine: Engine, device_id: str, kind: str, *, household_id: str | None = "h-1",
-               service_area: str | None = "north") -> None:
+               service_area: str | None = "north", model: str = "X-1") -> None:
     with sessionmaker(engine).begin() as s:
-        s.add(DeviceRow(device_id=device_id, kind=kind, model="X-1", firmware="1.0",
+        s.add(DeviceRow(device_id=device_id, kind=kind, model=model, firmware="1.0",
                         household_id=household_id, service_area=service_area, status="online"))
 
 
@@ -53,3 +53,19 @@ def add_readings(engine: Engine, device_id: str, kind: str, *, start: datetime, 
             ts = start + i * step
             s.add(ReadingRow(device_id=device_id, seq=i, ts=ts, kind=kind, metrics=metrics(i),
                              received_at=ts))
+
+
+def add_event(engine: Engine, device_id: str, code: str | None, *, ts: datetime, seq: int,
+              event: str = "error") -> None:
+    """A device event as ingest stores it."""
+    with sessionmaker(engine).begin() as s:
+        s.add(DeviceEventRow(device_id=device_id, seq=seq, ts=ts, event=event, code=code, received_at=ts))
+
+
+def set_features(engine: Engine, device_id: str, kind: str, values: dict[str, float], *, ts: datetime) -> None:
+    """The device's online feature vector."""
+    with sessionmaker(engine).begin() as s:
+        row = s.get(FeatureOnlineRow, device_id) or FeatureOnlineRow(device_id=device_id)
+        row.kind, row.ts, row.n_readings, row.values, row.baseline, row.updated_at = kind, ts, 20, values, {}, ts
+        row.recent = {"items": []}
+        s.add(row)

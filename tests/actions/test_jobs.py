@@ -23,7 +23,8 @@ def test_register_jobs_uses_explicit_ids_and_replaces(service: ActionService) ->
     try:
         ids = register_jobs(scheduler, service=service, interval_s=60, name="t1")
         again = register_jobs(scheduler, service=service, interval_s=30, name="t1")
-        assert ids == again == ["actions.mark_due_bookings:t1", "actions.close_recovered_cases:t1"]
+        assert ids == again == [f"actions.{f.__name__}:t1" for f in jobs.JOBS]
+        assert "actions.deliver_webhooks:t1" in ids and "actions.escalate_tickets:t1" in ids
         assert sorted(j.id for j in scheduler.get_jobs()) == sorted(ids)
         assert all(j.args == ("t1",) for j in scheduler.get_jobs())
         assert {j.trigger.interval for j in scheduler.get_jobs()} == {timedelta(seconds=30)}
@@ -69,3 +70,36 @@ def test_jobs_run_on_a_started_scheduler(service: ActionService, clock: ManualCl
     finally:
         unregister_jobs(scheduler, name="t3")
         scheduler.shutdown(wait=True)
+
+
+def test_jobs_live_in_a_persistent_store_once(service: ActionService, engine) -> None:  # type: ignore[no-untyped-def]
+    """On the database's job store (table from the migrations): a restart replaces, never duplicates."""
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from sqlalchemy import func, select
+
+    from actions.db import SCHEDULER_JOBS
+
+    def scheduler() -> BackgroundScheduler:
+        s = BackgroundScheduler(timezone="UTC")
+        s.add_jobstore(SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs"), "default")
+        s.start(paused=True)
+        return s
+
+    first = scheduler()
+    try:
+        ids = register_jobs(first, service=service, interval_s=60, name="p1")
+    finally:
+        first.shutdown(wait=False)
+    second = scheduler()  # "after a restart"
+    try:
+        assert sorted(j.id for j in second.get_jobs()) == sorted(ids)  # found in the database
+        register_jobs(second, service=service, interval_s=30, name="p1")
+        assert len(second.get_jobs()) == len(ids)
+        assert {j.trigger.interval for j in second.get_jobs()} == {timedelta(seconds=30)}
+        with engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(SCHEDULER_JOBS)) == len(ids)
+        unregister_jobs(second, name="p1")
+        assert second.get_jobs() == []
+    finally:
+        second.shutdown(wait=False)
+

@@ -126,7 +126,8 @@ def test_similar_past_cases_appear_in_new_tickets(service: ActionService, clock:
     add_device(engine, "rc-2", "rice_cooker", household_id="h-3")
     [second] = service.handle([prediction(device_id="rc-2", ts=clock.now(), ood=True)])
     [similar] = service.ticket(second.ticket_id).context["similar_cases"]  # type: ignore[arg-type]
-    assert similar["device_id"] == "rc-1" and similar["resolutions"] == ["descaled, readings normal again"]
+    assert similar["device_id"] == "rc-1" and similar["resolution"] == "descaled, readings normal again"
+    assert similar["outcome"] == "no_fault_found" and similar["source"] == "agent"
 
 
 def test_talk_to_a_person_always_opens_a_ticket(service: ActionService, clock: ManualClock) -> None:

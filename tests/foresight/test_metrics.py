@@ -20,6 +20,7 @@ from ingest.clock import ManualClock
 from ingest.contract import Telemetry, encode_telemetry, telemetry_topic
 from ingest.store import Inbound
 from tests.conftest import START
+from tests.foresight.people import seed_users, signed_in
 from tests.payloads import bad_payloads
 from tests.services import Mosquitto
 
@@ -31,6 +32,7 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
     clock = ManualClock(START + timedelta(days=1))
     rt = build_runtime(Settings(database_url=f"sqlite:///{tmp_path / 'metrics.db'}", model_dir=tmp_path / "models",
                                 ingest_client_id=f"test-metrics-{next(_ids)}"), clock=clock)
+    seed_users(rt)
     yield rt
     rt.stop()
     rt.engine.dispose()
@@ -60,7 +62,7 @@ def test_metrics_count_a_stored_batch_with_rejections_by_reason(runtime: Runtime
     # What the ingester's on_batch hook (wired by Runtime.start_ingest) does after each commit.
     runtime.metrics.observe_batch(runtime.store.write_batch(batch))
 
-    m = _scrape(TestClient(create_app(runtime)))
+    m = _scrape(signed_in(create_app(runtime), "op"))
     assert m[("foresight_messages_ingested_total", ())] == 3
     assert m[("foresight_messages_duplicate_total", ())] == 1
     assert m[("foresight_messages_rejected_total", (("reason", "bad_json"),))] == 1
@@ -81,7 +83,7 @@ def test_metrics_follow_live_mqtt_traffic(runtime: Runtime, mosquitto: Mosquitto
     assert isinstance(clock, ManualClock)
     runtime.start_ingest(host=mosquitto.host, port=mosquitto.port)
     assert runtime.ingester is not None and runtime.ingester.wait_idle(timeout_s=15)
-    api = TestClient(create_app(runtime))
+    api = signed_in(create_app(runtime), "op")
     # The session's broker is shared: retained messages of other tests arrive on subscribe.
     before = _scrape(api)
     pub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"test-metrics-pub-{next(_ids)}")
