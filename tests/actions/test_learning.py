@@ -8,19 +8,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
 
 from actions import ActionService
-from actions.learning import DRIFT_CATEGORY, outcome_labels, watch_drift
+from actions.learning import DRIFT_CATEGORY, outcome_labels, retrain_from_outcomes, watch_drift
+from actions.tickets import record_label
 from ingest.clock import ManualClock
 from ingest.contract import PROFILES
-from predictors import FailureModeModel, ModelRegistry
+from ingest.db import ReadingRow
+from predictors import FailureModeModel, ModelRegistry, train_all
 from predictors.drift import feature_reference
 from predictors.retrain import OutcomeLabel
+
+from tests.predictors.synth import make_fleet
 
 from .helpers import add_device, near, set_features
 
 H = timedelta(hours=1)
 FEATURES = PROFILES["air_conditioner"].mode("filter_clogging").features
+AC = {"air_conditioner": PROFILES["air_conditioner"]}
 
 
 def test_every_outcome_source_becomes_the_right_training_label(service: ActionService, engine: Engine,
@@ -61,7 +67,6 @@ def test_every_outcome_source_becomes_the_right_training_label(service: ActionSe
 
 def test_error_code_labels_are_not_training_labels(service: ActionService, engine: Engine,
                                                    clock: ManualClock) -> None:
-    from actions.tickets import record_label
     with service._sessions.begin() as s:  # noqa: SLF001 (the label an error-code visit records)
         record_label(s, device_id="rc-1", kind="rice_cooker", mode="error:E3", source="technician",
                      outcome="confirmed_fault", now=clock.now())
@@ -104,3 +109,31 @@ def test_drift_opens_one_ticket_per_model_and_none_when_stable(engine: Engine, t
     [ticket] = tickets
     assert "filter_dp_pa__mean" in ticket.subject and ticket.mode == "filter_clogging"
     assert ticket.context["drifting"][0]["psi"] > 0.25
+
+
+def test_the_retrain_learns_failures_from_the_recorded_outcomes(engine: Engine, tmp_path: Path) -> None:
+    fleet = make_fleet(n_ac=15, n_rc=0, days=30, seed=3)
+    with sessionmaker(engine).begin() as s:
+        s.add_all(ReadingRow(device_id=r.device_id, seq=r.seq, ts=r.ts, kind=r.kind,
+                             metrics=dict(r.metrics), received_at=r.ts) for r in fleet.readings)
+        # The service knows of failures only from what people recorded: a technician confirmed
+        # each one; one visit found nothing.
+        for f in fleet.failures:
+            record_label(s, device_id=f.device_id, kind="air_conditioner", mode=f.mode,
+                         source="technician", outcome="confirmed_fault", now=f.failed_at)
+        record_label(s, device_id="ac-004", kind="air_conditioner", mode="filter_clogging",
+                     source="technician", outcome="no_fault_found", now=fleet.end)
+    registry = ModelRegistry(engine, tmp_path / "models")
+    [champ] = train_all(fleet.readings, fleet.failures[::2], registry=registry,
+                        now=fleet.end, profiles=AC, model_params={"max_iter": 2}, min_positives=5)
+    assert champ.version is not None
+    [result] = retrain_from_outcomes(engine, registry, now=fleet.end + H, profiles=AC,
+                                     model_params={"max_iter": 30}, min_positives=5)
+    ev = result.evaluation
+    assert result.champion == champ.version and result.challenger is not None
+    # Every confirmed fault became a failure (the champion was trained on half of them).
+    assert ev["outcome_failures_added"] == len(fleet.failures)
+    assert ev["challenger_metrics"]["holdout_devices"] == ev["champion_metrics"]["holdout_devices"]
+    version = {v.version: v for v in registry.versions()}[result.challenger]
+    assert version.note == result.reason and version.is_live == result.promoted
+    assert result.reason.startswith("promoted: ") or result.reason.startswith("refused: ")

@@ -97,7 +97,6 @@ def test_a_worse_challenger_is_refused_and_a_better_one_promoted(ac_fleet: Fleet
     weak_params = {"max_iter": 2}
     [worse] = retrain(ac_fleet.readings, ac_fleet.failures, [], registry=registry, now=later,
                       profiles=AC, model_params=weak_params)
-    print("refused:", worse.evaluation["champion_metrics"], worse.evaluation["challenger_metrics"])
     assert not worse.promoted and worse.reason.startswith("refused: ") and "regressed" in worse.reason
     assert registry.live("air_conditioner", "filter_clogging").version == champ.version
     kept = {v.version: v for v in registry.versions()}[worse.challenger]
@@ -108,7 +107,6 @@ def test_a_worse_challenger_is_refused_and_a_better_one_promoted(ac_fleet: Fleet
     registry.promote(worse.challenger)
     [better] = retrain(ac_fleet.readings, ac_fleet.failures, [], registry=registry,
                        now=later + timedelta(days=1), profiles=AC, model_params=FAST)
-    print("promoted:", better.evaluation["champion_metrics"], better.evaluation["challenger_metrics"])
     ev = better.evaluation
     assert better.promoted, better.reason
     assert better.reason.startswith("promoted: brier ")
