@@ -42,6 +42,7 @@ class FeatureDrift:
 
     feature: str
     psi: float
+    #: Live vectors judged, those missing the feature included (they fill the missing bin).
     live_n: int
     #: The PSI that chance alone stays below at the report's confidence, for this many values.
     chance_psi: float = 0.0
