@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,15 +15,23 @@ from ingest.clock import SystemClock
 
 from .settings import Settings
 
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
 models_app = typer.Typer(help="Model versions, retraining from outcomes, feature drift.",
                          no_args_is_help=True)
 console = Console()
 
 
-def _runtime():  # type: ignore[no-untyped-def]
+@contextmanager
+def _runtime() -> Iterator[Runtime]:
     from .runtime import build_runtime
 
-    return build_runtime(Settings(), clock=SystemClock())
+    rt = build_runtime(Settings(), clock=SystemClock())
+    try:
+        yield rt
+    finally:
+        rt.engine.dispose()
 
 
 @models_app.command("list")
@@ -29,41 +39,32 @@ def list_versions(
     kind: Annotated[str | None, typer.Option(help="Only this appliance kind.")] = None,
 ) -> None:
     """Every registered version, which one is live per mode, and the decision recorded for it."""
-    rt = _runtime()
-    try:
-        table = Table("version", "live", "created", "brier", "auc", "why")
+    table = Table("version", "live", "created", "brier", "auc", "why")
+    with _runtime() as rt:
         for v in rt.registry.versions(kind):
             table.add_row(v.version, "live" if v.is_live else "", f"{v.created_at:%Y-%m-%d %H:%M}",
                           str(v.summary.get("brier")), str(v.summary.get("auc")), v.note or "-")
-        console.print(table)
-    finally:
-        rt.engine.dispose()
+    console.print(table)
 
 
 @models_app.command()
 def retrain() -> None:
     """Retrain every live model from the stored readings and outcome labels now (as the daily job)."""
-    rt = _runtime()
-    try:
-        table = Table("kind", "mode", "champion", "challenger", "decision")
+    table = Table("kind", "mode", "champion", "challenger", "decision")
+    with _runtime() as rt:
         for r in retrain_from_outcomes(rt.engine, rt.registry, now=rt.clock.now()):
             table.add_row(r.kind, r.mode, r.champion or "-", r.challenger or "-", r.reason)
-        console.print(table)
-    finally:
-        rt.engine.dispose()
+    console.print(table)
 
 
 @models_app.command()
 def drift() -> None:
     """Check the live models for feature drift now; opens a ticket per drifting model (as the job)."""
-    rt = _runtime()
-    try:
+    with _runtime() as rt:
         alerts = watch_drift(rt.engine, rt.registry, now=rt.clock.now())
-        for a in alerts:
-            ticket = f"ticket {a.ticket_id}" if a.ticket_id else "ticket already open"
-            names = ", ".join(f"{f.feature} (PSI {f.psi:.2f})" for f in a.report.drifting)
-            console.print(f"{a.report.version}: {names} -- {ticket}")
-        if not alerts:
-            console.print("no live model drifts")
-    finally:
-        rt.engine.dispose()
+    for a in alerts:
+        ticket = f"ticket {a.ticket_id}" if a.ticket_id else "ticket already open"
+        names = ", ".join(f"{f.feature} (PSI {f.psi:.2f})" for f in a.report.drifting)
+        console.print(f"{a.report.version}: {names} -- {ticket}")
+    if not alerts:
+        console.print("no live model drifts")
