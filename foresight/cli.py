@@ -1,4 +1,4 @@
-"""The `foresight` command line: demo, train, predict, simulate, serve, db upgrade."""
+"""The `foresight` command line: demo, train, predict, simulate, serve, models, db upgrade."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from predictors import ModelRegistry
 from .bench_cli import bench_app
 from .devices_cli import devices_app
 from .logs import configure_logging
+from .models_cli import models_app
 from .users_cli import users_app
 from .settings import Settings
 from .training import TRAINING_START, train_on_simulation
@@ -29,6 +30,7 @@ console = Console()
 app.add_typer(devices_app, name="devices")
 app.add_typer(bench_app, name="bench")
 app.add_typer(users_app, name="users")
+app.add_typer(models_app, name="models")
 db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 

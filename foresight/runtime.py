@@ -21,6 +21,7 @@ import actions.db  # noqa: F401  (registers the actions tables on the shared met
 from actions import ActionService, Outcome, PolicyConfig, seed_technicians
 from actions.booking import Technician
 from actions.jobs import register_jobs
+from actions.learning import retrain_from_outcomes, watch_drift
 from ingest.clock import Clock
 from ingest.db import make_engine
 from ingest.store import IngestStore
@@ -90,6 +91,10 @@ class Runtime:
         scheduler.add_job(_roll_up_job, "interval", seconds=self.settings.retention_interval_s, args=[_SCORING],
                           id="foresight.roll_up_readings", replace_existing=True, coalesce=True, max_instances=1)
         register_jobs(scheduler, service=self.actions, interval_s=self.settings.score_interval_s)
+        for job, job_id, every_s in ((_retrain_job, "foresight.retrain", self.settings.retrain_interval_s),
+                                     (_drift_job, "foresight.drift", self.settings.drift_interval_s)):
+            scheduler.add_job(job, "interval", seconds=every_s, args=[_SCORING], id=job_id,
+                              replace_existing=True, coalesce=True, max_instances=1)
         scheduler.start()
         self.scheduler = scheduler
         return scheduler
@@ -160,3 +165,24 @@ def _roll_up_job(name: str) -> None:
                      done.cutoff.isoformat())
     except Exception:
         log.exception("retention roll-up failed; the next run retries")
+
+
+def _retrain_job(name: str) -> None:
+    """Scheduler job: retrain the live models from the outcome labels; promote only what does not regress."""
+    rt = _RUNTIMES[name]
+    try:
+        for r in retrain_from_outcomes(rt.engine, rt.registry, now=rt.clock.now()):
+            log.info("retrain %s.%s: %s (challenger %s)", r.kind, r.mode, r.reason, r.challenger)
+    except Exception:
+        log.exception("retrain failed; the live models stay as they were")
+
+
+def _drift_job(name: str) -> None:
+    """Scheduler job: compare live features with each model's training reference; ticket on drift."""
+    rt = _RUNTIMES[name]
+    try:
+        for alert in watch_drift(rt.engine, rt.registry, now=rt.clock.now()):
+            log.warning("feature drift on %s: %s", alert.report.version,
+                        ", ".join(f.feature for f in alert.report.drifting))
+    except Exception:
+        log.exception("drift check failed; the next check retries")

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=0, le=65535)
     #: Seconds between scoring sweeps over devices whose features changed.
     score_interval_s: float = Field(default=1.0, gt=0)
+    #: Seconds between retrains from outcome labels (challenger vs champion; docs/learning.md).
+    retrain_interval_s: float = Field(default=24 * 3600.0, gt=0)
+    #: Seconds between feature-drift checks of the live models.
+    drift_interval_s: float = Field(default=3600.0, gt=0)
     ingest_batch_size: int = Field(default=500, ge=1)
     ingest_queue_size: int = Field(default=10_000, ge=10)
     ingest_client_id: str = "foresight-ingest"

@@ -28,11 +28,13 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 from ingest.contract import PROFILES, ApplianceProfile
 from ingest.features import Reading
 from predictors.dataset import DEFAULT_TTF_CAP_H, FailureLabel, TrainingFrame, build_frames
+from predictors.drift import feature_reference
 from predictors.model import FailureModeModel
 from predictors.profile_file import OnboardingProfile, profile_to_dict
 from predictors.registry import Candidate, ModelRegistry
 
-__all__ = ["Fitted", "TrainingReport", "fit_all", "register_fitted", "train_all"]
+__all__ = ["Fitted", "TrainingReport", "fit_all", "holdout_devices", "holdout_metrics", "register_fitted",
+           "train_all"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +130,7 @@ def _fit_one(profile: ApplianceProfile, mode: str, frame: TrainingFrame | None, 
     if skip is not None:
         return skip, None
     assert frame is not None
-    held = _holdout_devices(frame, holdout_fraction, seed)
+    held = holdout_devices(frame, holdout_fraction, seed)
     test = np.isin(frame.device_ids, held)
     started = time.perf_counter()
     metrics = _evaluate(FailureModeModel(**params), frame.take(~test), frame.take(test))
@@ -142,6 +144,8 @@ def _fit_one(profile: ApplianceProfile, mode: str, frame: TrainingFrame | None, 
         "has_ttf": model.has_ttf, "fit_seconds": round(fit_s, 2),
         "params": {k: v for k, v in model.get_params().items()},
         "profile": profile_to_dict(profile),
+        # The training distribution of every feature, for drift watching (predictors.drift).
+        "reference": feature_reference(frame.X, frame.features),
     }
     brier, base = metrics["brier"], metrics["brier_base_rate"]
     skilled = brier is not None and base is not None and brier < base
@@ -161,7 +165,7 @@ def _why_skip(kind: str, mode: str, frame: TrainingFrame | None, *, min_positive
         return TrainingReport(kind=kind, mode=mode, summary=stats,
                               skipped=f"{frame.n_positives} positive rows, need {min_positives}")
     cv = int(params.get("cv", 3))
-    train = frame.take(~np.isin(frame.device_ids, _holdout_devices(frame, holdout_fraction, seed)))
+    train = frame.take(~np.isin(frame.device_ids, holdout_devices(frame, holdout_fraction, seed)))
     if _positive_devices(train) < cv or train.n_positives == train.n_rows:
         return TrainingReport(kind=kind, mode=mode, summary=stats,
                               skipped=f"positives on {stats['positive_devices']} devices; need "
@@ -179,7 +183,7 @@ def _positive_devices(frame: TrainingFrame) -> int:
     return int(np.unique(frame.device_ids[frame.y == 1]).size)
 
 
-def _holdout_devices(frame: TrainingFrame, fraction: float, seed: int) -> np.ndarray:
+def holdout_devices(frame: TrainingFrame, fraction: float, seed: int) -> np.ndarray:
     """About ``fraction`` of devices, drawn separately from devices with and without positives."""
     rng = np.random.default_rng(seed)
     positive = np.unique(frame.device_ids[frame.y == 1])
@@ -190,17 +194,24 @@ def _holdout_devices(frame: TrainingFrame, fraction: float, seed: int) -> np.nda
 
 
 def _evaluate(model: FailureModeModel, train: TrainingFrame, test: TrainingFrame) -> dict[str, Any]:
+    if test.n_rows == 0:
+        return holdout_metrics(None, test, base_rate=float("nan"))
+    model.fit(train.X, train.y, train.ttf_h, groups=train.device_ids)
+    return holdout_metrics(model, test, base_rate=float(train.y.mean()))
+
+
+def holdout_metrics(model: FailureModeModel | None, test: TrainingFrame, *,
+                    base_rate: float) -> dict[str, Any]:
+    """Brier (and that of predicting ``base_rate``), ROC AUC and remaining-time MAE on ``test`` rows."""
     out: dict[str, Any] = {"holdout_devices": int(np.unique(test.device_ids).size),
                            "holdout_rows": test.n_rows, "holdout_positives": test.n_positives,
                            "brier": None, "brier_base_rate": None, "auc": None, "ttf_mae_h": None,
                            "ttf_interval_coverage": None}
-    if test.n_rows == 0:
+    if test.n_rows == 0 or model is None:
         return out
-    model.fit(train.X, train.y, train.ttf_h, groups=train.device_ids)
     p = model.p_fail(test.X)
-    base = float(train.y.mean())
     out["brier"] = round(float(brier_score_loss(test.y, p, labels=[0, 1])), 5)
-    out["brier_base_rate"] = round(float(brier_score_loss(test.y, np.full(test.n_rows, base),
+    out["brier_base_rate"] = round(float(brier_score_loss(test.y, np.full(test.n_rows, base_rate),
                                                           labels=[0, 1])), 5)
     if 0 < test.n_positives < test.n_rows:
         out["auc"] = round(float(roc_auc_score(test.y, p)), 4)
