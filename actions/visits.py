@@ -178,6 +178,8 @@ class VisitsMixin(ServiceCore):
                 raise InvalidState(f"booking {booking_id} is {row.status}")
             row.status, row.diagnosis, row.completed_at = "completed", diagnosis, now
             row.outcome, row.parts = outcome, list(clean_parts)
+            # The slot finder treats a finished visit's hours as free again; so must the claims.
+            release_slots(s, row.id)
             device = s.get(DeviceRow, row.device_id)
             case = s.get(CaseRow, row.case_id) if row.case_id is not None else None
             record_label(s, device_id=row.device_id, kind=device.kind if device else (case.kind if case else ""),

@@ -240,3 +240,13 @@ def test_no_technician_means_a_failed_booking_ticket(service: ActionService, eng
         service.book_technician(device_id="ac-w")
     ticket = service.ticket(err.value.ticket_id)  # type: ignore[arg-type]
     assert ticket.category == "failed_booking" and ticket.household_id == "h-9"
+
+
+def test_a_finished_visit_frees_its_hours_for_the_next_booking(service: ActionService, engine: Engine) -> None:
+    add_device(engine, "ac-2", "air_conditioner", household_id="h-3")
+    first = service.book_technician(device_id="ac-1")
+    service.complete_booking(first.booking_id, "cleaned the filter", outcome="confirmed_fault")
+    second = service.book_technician(device_id="ac-2")  # was an IntegrityError on the old claim
+    assert (second.technician_id, second.start) == (first.technician_id, first.start)
+    with service._sessions.begin() as s:  # noqa: SLF001
+        assert {r.booking_id for r in s.scalars(select(BookingSlotRow))} == {second.booking_id}
