@@ -20,13 +20,14 @@ from predictors import FailureModeModel, ModelRegistry, train_all
 from predictors.drift import feature_reference
 from predictors.retrain import OutcomeLabel
 
+from tests.predictors.conftest import SYNTH_PROFILES
 from tests.predictors.synth import make_fleet
 
 from .helpers import add_device, near, set_features
 
 H = timedelta(hours=1)
 FEATURES = PROFILES["air_conditioner"].mode("filter_clogging").features
-AC = {"air_conditioner": PROFILES["air_conditioner"]}
+AC = {"air_conditioner": SYNTH_PROFILES["air_conditioner"]}  # the mode synth simulates
 
 
 def test_every_outcome_source_becomes_the_right_training_label(service: ActionService, engine: Engine,

@@ -15,10 +15,10 @@ from predictors import train_all
 from predictors.dataset import FailureLabel, build_frames
 from predictors.drift import feature_drift, feature_reference, psi
 from predictors.retrain import Decision, OutcomeLabel, Tolerance, decide, merge_outcomes, retrain
-from tests.predictors.conftest import FAST, new_registry
+from tests.predictors.conftest import FAST, SYNTH_PROFILES, new_registry
 from tests.predictors.synth import START, Fleet
 
-AC = {"air_conditioner": PROFILES["air_conditioner"]}
+AC = {"air_conditioner": SYNTH_PROFILES["air_conditioner"]}  # the mode synth simulates
 H = timedelta(hours=1)
 
 
