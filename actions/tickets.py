@@ -4,9 +4,11 @@
 device's feature vector, so similar-case search and labels can use it later. ``TicketsMixin``
 gives ``ActionService`` the ticket operations people and jobs use.
 
-Escalation: an open ticket past its ``due_at`` moves up one priority (urgent stays urgent), gets a
-new deadline for that priority and a line in ``context["escalations"]``; ``escalation_level``
-counts the breaches. Nothing here ever resolves a ticket: only a person does (``resolve_ticket``).
+Escalation: an open ticket past its ``due_at`` moves up one priority, gets a new deadline for that
+priority and a line in ``context["escalations"]``; ``escalation_level`` counts the breaches. An
+urgent ticket that breaches is escalated once more (to whoever watches breached urgent tickets) and
+keeps its deadline, so the queue shows how long it has been overdue; it is not escalated again on
+every sweep (a demo ran tickets up to level 54 that way, which told the agent nothing). Nothing here ever resolves a ticket: only a person does (``resolve_ticket``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from .db import CaseRow, LabelRow, TicketRow
@@ -63,14 +65,18 @@ def open_ticket(s: Session, *, category: str, priority: str, subject: str, conte
 
 def escalate_breached(s: Session, *, now: datetime) -> list[TicketRow]:
     """Escalate every open ticket past its SLA deadline (see the module docstring); returns them."""
-    rows = list(s.scalars(select(TicketRow).where(TicketRow.status == "open", TicketRow.due_at <= now)
+    # Escalated after its deadline was set = this breach was already escalated (the urgent case).
+    not_yet = or_(TicketRow.escalated_at.is_(None), TicketRow.escalated_at < TicketRow.due_at)
+    rows = list(s.scalars(select(TicketRow).where(TicketRow.status == "open", TicketRow.due_at <= now, not_yet)
                           .order_by(TicketRow.id)))
     for row in rows:
         before = row.priority
         after = PRIORITIES[max(PRIORITIES.index(before) - 1, 0)]
         row.priority, row.priority_rank = after, PRIORITIES.index(after)
         row.escalation_level += 1
-        row.escalated_at, row.due_at = now, now + SLA[after]
+        row.escalated_at = now
+        if after != before:
+            row.due_at = now + SLA[after]
         # A new dict: the JSON column is not mutation-tracked.
         row.context = {**row.context, "escalations": [
             *row.context.get("escalations", []),

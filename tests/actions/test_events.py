@@ -138,3 +138,19 @@ def test_a_recurring_safety_code_is_still_told_at_once(service: ActionService, c
     [again] = service.process_device_events()
     assert again.notification_id is not None and service.ticket(again.ticket_id).category == "safety"  # type: ignore[arg-type]
     assert service.notification(again.notification_id).severity == "safety"
+
+
+def test_every_error_code_the_simulated_fleet_reports_is_in_the_table() -> None:
+    """The simulator and the error-code table speak the same codes: none lands as unknown_error_code."""
+    from datetime import UTC, datetime
+
+    from devices_sim import Fleet
+    from ingest.contract import Event
+
+    start = datetime(2026, 3, 2, tzinfo=UTC)
+    fleet = Fleet.build(n_devices=90, seed=11, start=start)
+    models = {d.device_id: d.model for d in fleet.devices}
+    seen = {(m.kind, m.code, models[m.device_id]) for m in fleet.advance(start + timedelta(days=200))
+            if isinstance(m, Event) and m.event == "error"}
+    assert {kind for kind, _, _ in seen} == {"rice_cooker", "air_conditioner", "water_purifier"}
+    assert [s for s in sorted(seen) if lookup(kind=s[0], code=s[1], model=s[2]) is None] == []

@@ -51,8 +51,10 @@ def test_breached_sla_escalates_one_step_at_a_time(service: ActionService, clock
     assert (t2.priority, t2.escalation_level, t2.due_at) == ("urgent", 2, clock.now() + H)
     clock.advance(H)
     [t3] = service.escalate_tickets()
-    assert (t3.priority, t3.escalation_level) == ("urgent", 3)
+    assert (t3.priority, t3.escalation_level, t3.due_at) == ("urgent", 3, clock.now())
     assert [e["to"] for e in t3.context["escalations"]] == ["high", "urgent", "urgent"]
+    clock.advance(5 * H)
+    assert service.escalate_tickets() == []  # a breached urgent ticket is escalated once, not every sweep
     assert service.open_tickets()[0].ticket_id == outcome.ticket_id
     service.resolve_ticket(t3.ticket_id, "sensor replaced")
     clock.advance(10 * H)
