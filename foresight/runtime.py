@@ -29,6 +29,7 @@ from ingest.subscriber import Ingester
 from predictors import ModelRegistry, Scorer
 from predictors.store import PredictionStore
 
+from .jobs_lease import JobsLease
 from .metrics import Metrics
 from .migrate import upgrade
 from .settings import Settings
@@ -56,6 +57,9 @@ class Runtime:
     metrics: Metrics = field(default_factory=lambda: Metrics(CollectorRegistry()))
     _score_lock: threading.Lock = field(default_factory=threading.Lock)
     scored: int = 0
+    _lease: JobsLease | None = None
+    _standby: threading.Thread | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     def start_ingest(self, *, host: str, port: int, username: str | None = None,
                      password: str | None = None) -> Ingester:
@@ -72,13 +76,37 @@ class Runtime:
         self.ingester.start()
         return self.ingester
 
-    def start_scheduler(self, *, persistent: bool = True) -> BackgroundScheduler:
-        """Start APScheduler with the scoring sweep and the actions jobs.
+    def start_scheduler(self, *, persistent: bool = True) -> BackgroundScheduler | None:
+        """Start APScheduler with the scoring sweep and the actions jobs, in one process per database.
 
-        Call it in exactly one process per database (the one running the background work). With
-        ``persistent`` the jobs live in the database (``apscheduler_jobs``, built by the
+        The process first takes the jobs lease (``foresight.jobs_lease``). Without it — another
+        process runs the jobs — this one stays on standby, retrying every
+        ``scheduler_standby_retry_s``, and takes over when the holder stops or dies; it returns None
+        then. With ``persistent`` the jobs live in the database (``apscheduler_jobs``, built by the
         migrations): a restart finds them, and explicit ids + ``replace_existing`` keep one copy.
         """
+        self._stopping.clear()
+        self._lease = JobsLease(self.engine)
+        if self._lease.try_acquire():
+            return self._start_jobs(persistent=persistent)
+        log.warning("background jobs run in another process for this database; standing by")
+        self._standby = threading.Thread(target=self._stand_by, kwargs={"persistent": persistent},
+                                         name="foresight-jobs-standby", daemon=True)
+        self._standby.start()
+        return None
+
+    def _stand_by(self, *, persistent: bool) -> None:
+        assert self._lease is not None
+        while not self._stopping.wait(self.settings.scheduler_standby_retry_s):
+            try:
+                if self._lease.try_acquire():
+                    log.warning("took over the background jobs for this database")
+                    self._start_jobs(persistent=persistent)
+                    return
+            except Exception:
+                log.exception("could not check the jobs lease; retrying")
+
+    def _start_jobs(self, *, persistent: bool) -> BackgroundScheduler:
         scheduler = BackgroundScheduler(timezone="UTC")
         if persistent:
             scheduler.add_jobstore(SQLAlchemyJobStore(engine=self.engine, tablename="apscheduler_jobs"), "default")
@@ -100,9 +128,16 @@ class Runtime:
         return scheduler
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._standby is not None:
+            self._standby.join(timeout=30)
+            self._standby = None
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
             self.scheduler = None
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
         if self.ingester is not None:
             self.ingester.stop()
             self.metrics.attach_ingester(None)

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     retrain_interval_s: float = Field(default=24 * 3600.0, gt=0)
     #: Seconds between feature-drift checks of the live models.
     drift_interval_s: float = Field(default=3600.0, gt=0)
+    #: A process whose database's jobs already run elsewhere checks this often whether to take over.
+    scheduler_standby_retry_s: float = Field(default=10.0, gt=0)
     ingest_batch_size: int = Field(default=500, ge=1)
     ingest_queue_size: int = Field(default=10_000, ge=10)
     ingest_client_id: str = "foresight-ingest"
