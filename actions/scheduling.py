@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from ingest.contract import ActionKind, get_profile
 
-from .booking import Slot, availability_intervals, find_slot, slot_starts
+from .booking import SLOT, Slot, availability_intervals, find_slot, slot_starts
 from .db import BookingRow, BookingSlotRow, TechnicianRow
 from .delivery import parse_hhmm
 from .error_codes import lookup
@@ -94,6 +94,12 @@ def _find(s: Session, req: BookingRequest, *, exclude_booking: int | None = None
         per_day[(b.technician_id, b.start_at.date())] += 1
         if b.status in ACTIVE_BOOKING:
             busy[b.technician_id].append((b.start_at, b.end_at))
+    # The claims are the truth the database enforces: an hour still claimed is busy whatever the
+    # booking's status says, so a stale claim can cost an hour but never a failed booking.
+    for claim in s.scalars(select(BookingSlotRow).where(
+            BookingSlotRow.slot_start >= day0 - SLOT, BookingSlotRow.slot_start < req.deadline + timedelta(days=1))):
+        if claim.booking_id != exclude_booking:
+            busy[claim.technician_id].append((claim.slot_start, claim.slot_start + SLOT))
     availability = None
     if req.household_id is not None:
         prefs = prefs_of(s, req.household_id)

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ingest.db import DeviceRow
 
@@ -105,9 +106,7 @@ class VisitsMixin(ServiceCore):
         now = self._clock.now()
         try:
             with self._sessions.begin() as s:
-                row = get_row(s, BookingRow, booking_id, "booking")
-                if row.status not in ACTIVE_BOOKING:
-                    raise InvalidState(f"booking {booking_id} is {row.status}")
+                row = _lock_booking(s, booking_id, ACTIVE_BOOKING)
                 device = s.get(DeviceRow, row.device_id)
                 kind = device.kind if device else ""
                 request = BookingRequest(
@@ -117,6 +116,10 @@ class VisitsMixin(ServiceCore):
                     earliest=max(now + self._booking_lead, row.end_at),
                     deadline=now + self._booking_window, duration=row.end_at - row.start_at,
                     reason=row.reason or "", case_id=row.case_id)
+                if start is not None and (start < now + self._booking_lead
+                                          or start + request.duration > request.deadline):
+                    raise ValueError(f"a visit can move to between {now + self._booking_lead:%Y-%m-%d %H:%M} "
+                                     f"and {request.deadline - request.duration:%Y-%m-%d %H:%M} UTC")
                 if not move_booking(s, row, request, start=start):
                     if start is not None:
                         raise SlotTaken(f"{start.isoformat()} is not free for booking {booking_id}")
@@ -138,9 +141,7 @@ class VisitsMixin(ServiceCore):
             raise ValueError(f"by must be one of {list(CANCELLED_BY)}, got {by!r}")
         now = self._clock.now()
         with self._sessions.begin() as s:
-            row = get_row(s, BookingRow, booking_id, "booking")
-            if row.status not in ACTIVE_BOOKING:
-                raise InvalidState(f"booking {booking_id} is {row.status}")
+            row = _lock_booking(s, booking_id, ACTIVE_BOOKING)
             row.status, row.cancelled_at, row.cancel_reason = "cancelled", now, f"{by}: {reason}"[:2000]
             release_slots(s, row.id)
             device = s.get(DeviceRow, row.device_id)
@@ -173,9 +174,7 @@ class VisitsMixin(ServiceCore):
             raise ValueError("at most 50 parts")
         now = self._clock.now()
         with self._sessions.begin() as s:
-            row = get_row(s, BookingRow, booking_id, "booking")
-            if row.status not in (*ACTIVE_BOOKING, "overdue"):
-                raise InvalidState(f"booking {booking_id} is {row.status}")
+            row = _lock_booking(s, booking_id, (*ACTIVE_BOOKING, "overdue"))
             row.status, row.diagnosis, row.completed_at = "completed", diagnosis, now
             row.outcome, row.parts = outcome, list(clean_parts)
             # The slot finder treats a finished visit's hours as free again; so must the claims.
@@ -275,3 +274,18 @@ class VisitsMixin(ServiceCore):
 
 def _claimed(s: Any, statement: Any) -> bool:
     return int(s.execute(statement).rowcount) == 1
+
+
+def _lock_booking(s: Session, booking_id: int, statuses: tuple[str, ...]) -> BookingRow:
+    """The booking, write-locked first, when its status is one of ``statuses``.
+
+    A conditional UPDATE is the first statement: it takes SQLite's write lock / PostgreSQL's row
+    lock and re-reads the row after a concurrent change committed, so a cancel racing a
+    reschedule (or a completion) cannot both pass the status check.
+    """
+    done = s.execute(update(BookingRow).where(BookingRow.id == booking_id, BookingRow.status.in_(statuses))
+                     .values(status=BookingRow.status))
+    row = get_row(s, BookingRow, booking_id, "booking")
+    if done.rowcount == 0:
+        raise InvalidState(f"booking {booking_id} is {row.status}")
+    return row

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +31,7 @@ __all__ = [
     "HttpWebhookSender",
     "RetryConfig",
     "WebhookSender",
+    "private_destination",
     "retry_delay",
     "sign",
     "signed_headers",
@@ -102,14 +106,17 @@ class WebhookSender(Protocol):
 class HttpWebhookSender:
     """``WebhookSender`` over the standard library's HTTP client (no redirects followed)."""
 
-    def __init__(self, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, *, timeout_s: float = 10.0, allow_private: bool = False) -> None:
         self._timeout = timeout_s
+        self._allow_private = allow_private
         self._opener = urllib.request.build_opener(_NoRedirect)
 
     def send(self, *, url: str, body: bytes, headers: dict[str, str]) -> DeliveryResult:
         """POST ``body`` to ``url``; any 2xx is success."""
         if not url.startswith(("http://", "https://")):
             return DeliveryResult(ok=False, error=f"not an http(s) URL: {url[:80]!r}")
+        if not self._allow_private and (refused := private_destination(url)):
+            return DeliveryResult(ok=False, error=refused)
         request = urllib.request.Request(url, data=body, headers=headers, method="POST")
         try:
             with self._opener.open(request, timeout=self._timeout) as response:
@@ -121,6 +128,27 @@ class HttpWebhookSender:
             return DeliveryResult(ok=False, error=f"{type(err).__name__}: {err}"[:500])
         return DeliveryResult(ok=200 <= status < 300, status=status,
                               error="" if 200 <= status < 300 else f"HTTP {status}")
+
+
+def private_destination(url: str) -> str:
+    """Why ``url`` must not be called, or "" when every address its host resolves to is public.
+
+    A homeowner chooses the webhook URL, so without this check anyone could make the backend POST
+    to loopback, the private network or a cloud metadata address (SSRF). A host that does not
+    resolve is left to the request to fail and be retried. The names are resolved again when
+    connecting, so a DNS answer changing in between (rebinding) is not covered; an egress proxy or
+    firewall is the complete answer (docs/people.md).
+    """
+    host = urllib.parse.urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        return ""
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if not address.is_global:
+            return f"refused: {host} resolves to a non-public address ({address})"
+    return ""
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -138,6 +138,9 @@ class AuthStore:
             row.technician_id = technician_id if role is Role.TECHNICIAN else None
             row.active = True
             s.add(row)
+            # A new password ends every session of the old one (a reset after a leak must lock out).
+            s.execute(update(TokenRow).where(TokenRow.user_id == user_id, TokenRow.revoked_at.is_(None))
+                      .values(revoked_at=self._clock.now()))
             return _principal(row)
 
     def login(self, user_id: str, password: str, *, kind: str = "bearer") -> tuple[str, datetime, Principal]:

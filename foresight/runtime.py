@@ -21,6 +21,7 @@ import actions.db  # noqa: F401  (registers the actions tables on the shared met
 from actions import ActionService, Outcome, PolicyConfig, seed_technicians
 from actions.booking import Technician
 from actions.jobs import register_jobs
+from actions.webhook import HttpWebhookSender
 from actions.learning import retrain_from_outcomes, watch_drift
 from ingest.clock import Clock
 from ingest.db import make_engine
@@ -118,7 +119,8 @@ class Runtime:
                           max_instances=1)
         scheduler.add_job(_roll_up_job, "interval", seconds=self.settings.retention_interval_s, args=[_SCORING],
                           id="foresight.roll_up_readings", replace_existing=True, coalesce=True, max_instances=1)
-        register_jobs(scheduler, service=self.actions, interval_s=self.settings.score_interval_s)
+        register_jobs(scheduler, service=self.actions, interval_s=self.settings.score_interval_s,
+                      sender=HttpWebhookSender(allow_private=self.settings.webhook_allow_private))
         for job, job_id, every_s in ((_retrain_job, "foresight.retrain", self.settings.retrain_interval_s),
                                      (_drift_job, "foresight.drift", self.settings.drift_interval_s)):
             scheduler.add_job(job, "interval", seconds=every_s, args=[_SCORING], id=job_id,

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     drift_interval_s: float = Field(default=3600.0, gt=0)
     #: A process whose database's jobs already run elsewhere checks this often whether to take over.
     scheduler_standby_retry_s: float = Field(default=10.0, gt=0)
+    #: Let webhooks reach loopback / private / link-local addresses (a closed network, tests). Off:
+    #: a homeowner-chosen URL must not make the backend call inside the network (SSRF).
+    webhook_allow_private: bool = False
     ingest_batch_size: int = Field(default=500, ge=1)
     ingest_queue_size: int = Field(default=10_000, ge=10)
     ingest_client_id: str = "foresight-ingest"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
@@ -26,7 +26,7 @@ from actions import (
 )
 from actions import scheduling
 from actions.booking import availability_intervals
-from actions.db import BookingSlotRow
+from actions.db import BookingRow, BookingSlotRow
 from ingest.clock import ManualClock
 
 from .helpers import HVAC_NORTH, add_device, near, set_features
@@ -250,3 +250,22 @@ def test_a_finished_visit_frees_its_hours_for_the_next_booking(service: ActionSe
     assert (second.technician_id, second.start) == (first.technician_id, first.start)
     with service._sessions.begin() as s:  # noqa: SLF001
         assert {r.booking_id for r in s.scalars(select(BookingSlotRow))} == {second.booking_id}
+
+
+def test_a_claimed_hour_is_busy_whatever_the_bookings_status_says(service: ActionService, engine: Engine) -> None:
+    """A claim left behind (e.g. by a race the lock now prevents) costs an hour, not a failed booking."""
+    add_device(engine, "ac-2", "air_conditioner", household_id="h-3")
+    first = service.book_technician(device_id="ac-1")
+    with sessionmaker(engine).begin() as s:  # the booking says cancelled, its claims stayed
+        s.execute(update(BookingRow).where(BookingRow.id == first.booking_id).values(status="cancelled"))
+    second = service.book_technician(device_id="ac-2")
+    assert second.start >= first.end  # was an IntegrityError, twice, then a 500
+
+
+def test_an_explicit_move_stays_inside_the_booking_window(service: ActionService, clock: ManualClock) -> None:
+    booked = service.book_technician(device_id="ac-1")
+    with pytest.raises(ValueError, match="can move to between"):
+        service.reschedule_booking(booked.booking_id, start=clock.now() - 48 * H)  # into the past
+    with pytest.raises(ValueError, match="can move to between"):
+        service.reschedule_booking(booked.booking_id, start=clock.now() + 90 * 24 * H)  # past the window
+    assert service.booking(booked.booking_id).start == booked.start

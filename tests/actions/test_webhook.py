@@ -6,13 +6,20 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from actions import ActionService, HouseholdPrefs, RetryConfig, verify_signature
-from actions.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, HttpWebhookSender, retry_delay, sign
+from actions.webhook import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    HttpWebhookSender,
+    private_destination,
+    retry_delay,
+    sign,
+)
 from ingest.clock import ManualClock
 
 from .helpers import near
@@ -62,23 +69,24 @@ def _subscribe(service: ActionService, url: str) -> None:
 def test_a_notification_is_delivered_signed(service: ActionService, clock: ManualClock, receiver: Receiver) -> None:
     _subscribe(service, receiver.url)
     [outcome] = service.handle([near(ts=clock.now())])
-    [entry] = service.deliver_outbox(HttpWebhookSender(timeout_s=5))
+    [entry] = service.deliver_outbox(HttpWebhookSender(timeout_s=5, allow_private=True))
     assert (entry.status, entry.attempts, entry.delivered_at) == ("delivered", 1, clock.now())
     [(headers, body)] = receiver.received
+    wall = datetime.now(UTC)  # the receiver judges the timestamp by its own clock
     assert headers["Content-Type"] == "application/json"
     assert verify_signature(secret=SECRET, timestamp=headers[TIMESTAMP_HEADER], body=body,
-                            signature=headers[SIGNATURE_HEADER], now=clock.now())
+                            signature=headers[SIGNATURE_HEADER], now=wall)
     assert not verify_signature(secret="another-secret-123456", timestamp=headers[TIMESTAMP_HEADER], body=body,
-                                signature=headers[SIGNATURE_HEADER], now=clock.now())
+                                signature=headers[SIGNATURE_HEADER], now=wall)
     assert not verify_signature(secret=SECRET, timestamp=headers[TIMESTAMP_HEADER], body=body + b" ",
-                                signature=headers[SIGNATURE_HEADER], now=clock.now())
+                                signature=headers[SIGNATURE_HEADER], now=wall)
     # a replay ten minutes later is refused
     assert not verify_signature(secret=SECRET, timestamp=headers[TIMESTAMP_HEADER], body=body,
-                                signature=headers[SIGNATURE_HEADER], now=clock.now() + timedelta(minutes=10))
+                                signature=headers[SIGNATURE_HEADER], now=wall + timedelta(minutes=10))
     payload = json.loads(body)
     assert payload["notification_id"] == outcome.notification_id and payload["event"] == "notification.created"
     assert payload["device_id"] == "rc-1" and "Descale" in payload["body"]
-    assert service.deliver_outbox(HttpWebhookSender()) == []  # nothing left to send
+    assert service.deliver_outbox(HttpWebhookSender(allow_private=True)) == []  # nothing left to send
 
 
 def test_failures_are_retried_with_backoff_then_delivered(engine, clock: ManualClock,  # type: ignore[no-untyped-def]
@@ -88,7 +96,7 @@ def test_failures_are_retried_with_backoff_then_delivered(engine, clock: ManualC
     _subscribe(service, receiver.url)
     receiver.statuses = [500, 503]
     service.handle([near(ts=clock.now())])
-    sender = HttpWebhookSender(timeout_s=5)
+    sender = HttpWebhookSender(timeout_s=5, allow_private=True)
     [first] = service.deliver_outbox(sender)
     assert (first.status, first.attempts, first.last_error) == ("pending", 1, "HTTP 500")
     assert first.next_attempt_at == clock.now() + timedelta(seconds=30)
@@ -112,7 +120,7 @@ def test_an_unreachable_endpoint_ends_failed(engine, clock: ManualClock, service
     service = ActionService(engine, clock=clock, retry_config=retry)
     _subscribe(service, f"http://127.0.0.1:{free_port()}/nobody-listens")
     service.handle([near(ts=clock.now())])
-    sender = HttpWebhookSender(timeout_s=2)
+    sender = HttpWebhookSender(timeout_s=2, allow_private=True)
     results = []
     for _ in range(3):
         results += service.deliver_outbox(sender)
@@ -152,7 +160,7 @@ def test_the_job_drives_the_outbox_on_a_running_scheduler(service: ActionService
     service.handle([near(ts=clock.now())])
     scheduler = BackgroundScheduler(timezone="UTC")
     register_jobs(scheduler, service=service, interval_s=0.05, name="webhook-job",
-                  sender=HttpWebhookSender(timeout_s=5))
+                  sender=HttpWebhookSender(timeout_s=5, allow_private=True))
     scheduler.start()
     try:
         deadline = time.monotonic() + 10
@@ -167,3 +175,14 @@ def test_the_job_drives_the_outbox_on_a_running_scheduler(service: ActionService
     finally:
         unregister_jobs(scheduler, name="webhook-job")
         scheduler.shutdown(wait=True)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/hook", "http://localhost/hook", "http://10.1.2.3/x",
+                                 "http://169.254.169.254/latest/meta-data/", "http://[::1]/x",
+                                 "http://192.168.0.10/x"])
+def test_a_homeowner_chosen_url_cannot_reach_inside_the_network(url: str, receiver: Receiver) -> None:
+    """SSRF: loopback, private, link-local (cloud metadata) destinations are refused before connecting."""
+    assert private_destination(url).startswith("refused: ")
+    result = HttpWebhookSender(timeout_s=2).send(url=receiver.url, body=b"{}", headers={})
+    assert not result.ok and result.error.startswith("refused: ") and receiver.received == []
+    assert private_destination("http://93.184.216.34/hook") == ""  # a public address passes (no request made)

@@ -169,3 +169,18 @@ def test_users_are_added_from_the_command_line(tmp_path: Path, monkeypatch: pyte
     assert ok.exit_code == 0, ok.output
     listed = runner.invoke(app, ["users", "list"])
     assert "ann\thomeowner\thh-9" in listed.output
+
+
+def test_a_new_password_ends_the_sessions_of_the_old_one(runtime: Runtime) -> None:
+    client = TestClient(create_app(runtime))
+    _, body = _login(client, "home1")
+    auth = {"Authorization": f"Bearer {body['token']}"}
+    assert client.get("/auth/me", headers=auth).status_code == 200
+    from ingest.clock import SystemClock
+
+    AuthStore(runtime.engine, clock=SystemClock()).add_user(
+        user_id="home1", role=Role.HOMEOWNER, password="a-brand-new-password", display_name="Home1",
+        household_id="hh-1")
+    assert client.get("/auth/me", headers=auth).status_code == 401  # the leaked token is dead
+    status, _ = _login(client, "home1", "a-brand-new-password")
+    assert status == 200
