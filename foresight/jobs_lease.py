@@ -10,7 +10,8 @@ first takes a lease that whatever holds it cannot leave behind when it dies:
   holder exits. SQLite is the embedded, single-host default, so a host-local lock is the right scope.
 
 A process that does not get the lease stays on standby and tries again (``Runtime.start_scheduler``),
-so the jobs move to another process when the holder stops.
+so the jobs move to another process when the holder stops. The holder checks every retry interval
+that the lease is still its own (``still_held``) and, if not, stops its jobs and stands by.
 """
 
 from __future__ import annotations
@@ -67,11 +68,26 @@ class JobsLease:
         self._file = handle
         return True
 
+    def still_held(self) -> bool:
+        """Whether the lease is still ours: the PostgreSQL session holding the lock may have been
+        cut (server restart, network, idle timeout), which frees the lock without telling us."""
+        if self._conn is not None:
+            try:
+                return bool(self._conn.execute(text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND pid = pg_backend_pid() AND classid = :hi AND objid = :lo AND objsubid = 1"),
+                    {"hi": _PG_KEY >> 32, "lo": _PG_KEY & 0xFFFFFFFF}).scalar())
+            except Exception:
+                return False
+        return self._file is not None or self._engine.dialect.name != "postgresql"
+
     def release(self) -> None:
         """Give the lease up (idempotent)."""
         if self._conn is not None:
             try:
                 self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_KEY})
+            except Exception:  # the session is gone already, and the lock with it
+                pass
             finally:
                 self._conn.close()
                 self._conn = None

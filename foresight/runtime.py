@@ -125,9 +125,25 @@ class Runtime:
                                      (_drift_job, "foresight.drift", self.settings.drift_interval_s)):
             scheduler.add_job(job, "interval", seconds=every_s, args=[_SCORING], id=job_id,
                               replace_existing=True, coalesce=True, max_instances=1)
+        scheduler.add_job(_lease_job, "interval", seconds=self.settings.scheduler_standby_retry_s, args=[_SCORING],
+                          id="foresight.jobs_lease", replace_existing=True, coalesce=True, max_instances=1)
         scheduler.start()
         self.scheduler = scheduler
         return scheduler
+
+    def check_lease(self) -> bool:
+        """Keep running the jobs only while the lease is ours; otherwise stop them and stand by."""
+        lease, scheduler = self._lease, self.scheduler
+        if lease is None or scheduler is None or lease.still_held() or self._stopping.is_set():
+            return True
+        log.error("lost the background-jobs lease (database session cut); stopping the jobs, standing by")
+        self.scheduler = None
+        scheduler.shutdown(wait=False)
+        lease.release()
+        self._standby = threading.Thread(target=self._stand_by, kwargs={"persistent": True},
+                                         name="foresight-jobs-standby", daemon=True)
+        self._standby.start()
+        return False
 
     def stop(self) -> None:
         self._stopping.set()
@@ -190,6 +206,14 @@ def _score_job(name: str) -> None:
         score_pending(_RUNTIMES[name])
     except Exception:
         log.exception("scoring sweep failed; the vectors stay pending and are retried")
+
+
+def _lease_job(name: str) -> None:
+    """Scheduler job: stop running the jobs if this process no longer holds the jobs lease."""
+    try:
+        _RUNTIMES[name].check_lease()
+    except Exception:
+        log.exception("could not check the background-jobs lease")
 
 
 def _roll_up_job(name: str) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from foresight.jobs_lease import JobsLease
 from foresight.runtime import build_runtime
@@ -15,7 +15,7 @@ from foresight.settings import Settings
 from ingest.clock import ManualClock
 from ingest.db import make_engine
 from tests.conftest import START
-from tests.services import BACKENDS, fresh_engine
+from tests.services import BACKENDS, Postgres, fresh_engine
 
 
 @pytest.fixture(params=BACKENDS)
@@ -63,3 +63,29 @@ def test_a_second_process_stands_by_and_takes_over(tmp_path: Path) -> None:
         leader.stop()
         leader.engine.dispose()
         standby.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_holder_whose_database_session_is_cut_stops_its_jobs_and_takes_the_lease_again(
+        postgres: Postgres, tmp_path: Path) -> None:
+    """PostgreSQL frees an advisory lock with its session; the holder must notice, not run on blind."""
+    settings = Settings(database_url=postgres.create_database(), model_dir=tmp_path / "models",
+                        score_interval_s=60, scheduler_standby_retry_s=0.05)
+    rt = build_runtime(settings, clock=ManualClock(START))
+    try:
+        first = rt.start_scheduler()
+        assert first is not None
+        with rt.engine.connect() as conn:  # an operator (or a failover) kills the lease's session
+            cut = conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_locks "
+                                    "WHERE locktype = 'advisory' AND granted")).scalars().all()
+        assert cut == [True]
+        waited = threading.Event()
+        for _ in range(200):  # bounded: up to 10 s
+            if rt.scheduler is not None and rt.scheduler is not first:
+                break
+            waited.wait(0.05)
+        assert rt.scheduler is not None and rt.scheduler is not first  # stopped, stood by, took it again
+        assert not first.running
+    finally:
+        rt.stop()
+        rt.engine.dispose()

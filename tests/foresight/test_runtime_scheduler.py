@@ -18,6 +18,7 @@ def test_jobs_persist_in_the_database_once(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'f.db'}", model_dir=tmp_path / "models",
                         score_interval_s=60)
     expected = {"foresight.score_pending", "foresight.roll_up_readings", "foresight.retrain", "foresight.drift",
+                "foresight.jobs_lease",
                 *(f"actions.{f.__name__}:default" for f in JOBS)}
     for _ in range(2):  # start, stop, start again: a restart
         rt = build_runtime(settings, clock=ManualClock(START))
