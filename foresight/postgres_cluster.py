@@ -1,8 +1,9 @@
-"""A throwaway PostgreSQL cluster for benchmarks: initdb in a temp dir, a free loopback port, removed after.
+"""A throwaway PostgreSQL cluster: initdb in a temp dir, a free loopback port, removed after.
 
 As root, ``initdb`` and ``pg_ctl`` refuse to run, so they run as the ``postgres`` user, who must own
-the temp dir. Unlike the test cluster, durability is left at PostgreSQL's defaults (``fsync`` and
-``synchronous_commit`` on) so a benchmark measures durable commits.
+the temp dir. By default durability is left at PostgreSQL's defaults (``fsync`` and
+``synchronous_commit`` on) so a benchmark measures durable commits; ``durable=False`` turns them off
+for a cluster that lives for one test session (the tests' fixture, ``tests/services.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from .mosquitto import free_port
 
 __all__ = ["PostgresCluster", "PostgresNotInstalled"]
 
+#: Server settings of a cluster nobody needs after a crash: no fsync, no full-page writes.
+_NOT_DURABLE = ("-c fsync=off -c synchronous_commit=off -c full_page_writes=off",)
+
 _BINDIRS = (Path("/usr/lib/postgresql/15/bin"), Path("/usr/lib/postgresql/16/bin"), Path("/usr/lib/postgresql/17/bin"))
 
 
@@ -34,16 +38,21 @@ class PostgresCluster:
     directory: Path
     bindir: Path
     running: bool = False
+    #: Extra ``postgres`` command-line options (``-c name=value ...``).
+    server_options: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
 
     @classmethod
-    def start_new(cls) -> Self:
+    def start_new(cls, *, durable: bool = True, max_connections: int = 100) -> Self:
         """initdb + start; raises ``PostgresNotInstalled`` when the server binaries are missing."""
         bindir = next((d for d in _BINDIRS if (d / "initdb").exists()), None)
         if bindir is None and shutil.which("initdb") and shutil.which("pg_ctl"):
             bindir = Path(shutil.which("pg_ctl") or "").parent
         if bindir is None:
             raise PostgresNotInstalled("PostgreSQL server binaries not found (apt-get install -y postgresql)")
-        cluster = cls(port=free_port(), directory=Path(tempfile.mkdtemp(prefix="foresight-pg-")), bindir=bindir)
+        options = (*(() if durable else _NOT_DURABLE), f"-c max_connections={max_connections}")
+        cluster = cls(port=free_port(), directory=Path(tempfile.mkdtemp(prefix="foresight-pg-")), bindir=bindir,
+                      server_options=options)
         try:
             if os.geteuid() == 0:
                 import pwd
@@ -51,7 +60,7 @@ class PostgresCluster:
                 pw = pwd.getpwnam("postgres")
                 os.chown(cluster.directory, pw.pw_uid, pw.pw_gid)
             cluster._run("initdb", "-D", str(cluster.directory / "data"), "-U", "postgres", "-A", "trust",
-                         "-E", "UTF8", "--no-locale")
+                         "-E", "UTF8", "--no-locale", *(() if durable else ("--no-sync",)))
             cluster.start()
         except BaseException:
             cluster.close()
@@ -68,20 +77,25 @@ class PostgresCluster:
 
     def url(self, database: str = "postgres") -> str:
         """SQLAlchemy URL of one database."""
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgresql+psycopg://postgres@{self.host}:{self.port}/{database}"
+
+    def _admin(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(host=self.host, port=self.port, user="postgres", dbname="postgres",
+                             autocommit=True) as conn:
+            conn.execute(sql)
 
     def create_database(self, name: str) -> str:
         """Create an empty database; returns its URL."""
-        import psycopg
-
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
-                             autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+        self._admin(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
     def start(self) -> None:
         self._run("pg_ctl", "-D", str(self.directory / "data"), "-l", str(self.directory / "postgres.log"),
-                  "-w", "-t", "30", "-o", f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1",
+                  "-w", "-t", "30", "-o",
+                  " ".join((f"-p {self.port} -k {self.directory} -c listen_addresses={self.host}",
+                            *self.server_options)),
                   "start")
         self.running = True
 
