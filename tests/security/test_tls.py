@@ -52,7 +52,7 @@ class TlsBroker:
 
 def _start(folder: Path, *, require_certificate: bool) -> TlsBroker:
     certs = make_certificates(folder / "certs")
-    provision(DEVICES, out=folder / "broker", backend_user=BACKEND)
+    provision(DEVICES, out=folder / "broker", backend_users=[BACKEND])
     passwords = {**read_credentials(folder / "broker" / CREDENTIALS_FILE),
                  **read_credentials(folder / "broker" / BACKEND_CREDENTIALS_FILE)}
     broker = Mosquitto.start_new(password_file=folder / "broker" / "passwd", acl_file=folder / "broker" / "acl",
