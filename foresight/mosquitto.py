@@ -48,10 +48,12 @@ class TlsListener:
     require_certificate: bool = False
 
 
-def tls_listener_config(port: int, tls: TlsListener, *, bind: str | None = None) -> list[str]:
+def tls_listener_config(port: int, tls: TlsListener, *, bind: str | None = None,
+                        use_username_as_clientid: bool = False) -> list[str]:
     """The ``mosquitto.conf`` lines of a TLS listener (docs/deployment.md shows the same block)."""
     return [
         f"listener {port}" + (f" {bind}" if bind else ""),
+        *(["use_username_as_clientid true"] if use_username_as_clientid else []),
         f"cafile {tls.cafile}",
         f"certfile {tls.certfile}",
         f"keyfile {tls.keyfile}",
@@ -75,13 +77,15 @@ class Mosquitto:
     @classmethod
     def start_new(cls, *, max_inflight_messages: int = 1000, max_queued_messages: int = 100_000,
                   password_file: Path | None = None, acl_file: Path | None = None,
-                  extra_config: Sequence[str] = (), tls: TlsListener | None = None) -> Self:
+                  extra_config: Sequence[str] = (), tls: TlsListener | None = None,
+                  use_username_as_clientid: bool = False) -> Self:
         """Write a config into a fresh temp dir and start the broker; raises ``MosquittoNotInstalled``.
 
         Anonymous by default; with ``password_file`` (and ``acl_file``) logins are required. The
         files are copied into the broker's own temp dir, which Mosquitto can always read.
         ``extra_config`` lines apply to the plain listener; ``tls`` adds a TLS listener on
-        ``tls_port`` (the logins and ACL apply to both).
+        ``tls_port`` (the logins and ACL apply to both). ``use_username_as_clientid`` sets it on
+        every listener (it is a per-listener option), so no login can take another's client id.
         """
         exe = find_mosquitto()
         if exe is None:
@@ -99,6 +103,7 @@ class Mosquitto:
             "\n".join([
                 "user root" if os.geteuid() == 0 else "",
                 f"listener {broker.port} 127.0.0.1",
+                *(["use_username_as_clientid true"] if use_username_as_clientid else []),
                 *auth,
                 "persistence true",
                 f"persistence_location {broker.directory}/",
@@ -108,7 +113,9 @@ class Mosquitto:
                 "log_type error",
                 "log_type warning",
                 *extra_config,
-                *(tls_listener_config(broker.tls_port, tls, bind="127.0.0.1") if broker.tls_port else []),
+                *(tls_listener_config(broker.tls_port, tls, bind="127.0.0.1",
+                                      use_username_as_clientid=use_username_as_clientid)
+                  if tls is not None and broker.tls_port else []),
             ]) + "\n")
         broker.start()
         return broker

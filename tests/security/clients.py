@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,11 +48,14 @@ class Client:
 
 
 def connect_client(broker: Mosquitto, username: str | None, password: str | None, *,
-                   client_id: str | None = None, v5: bool = False) -> Client:
-    """Connect and wait for the CONNACK (a refusal is recorded in ``connect_rc``, not retried)."""
+                   client_id: str | None = None, v5: bool = False, clean: bool = True,
+                   port: int | None = None, tls_context: ssl.SSLContext | None = None) -> Client:
+    """Connect (to ``port``, default the plain listener) and wait for the CONNACK; a refusal is
+    recorded in ``connect_rc``, not retried. ``clean=False``: a persistent session (MQTT 3.1.1)."""
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                          client_id=client_id or f"{username or 'anon'}-{next(_ids)}",
-                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
+                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+                         **({} if v5 else {"clean_session": clean}))
     c = Client(client)
 
     def on_connect(client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
@@ -75,7 +79,9 @@ def connect_client(broker: Mosquitto, username: str | None, password: str | None
     client.on_disconnect = on_disconnect
     if username is not None:
         client.username_pw_set(username, password)
-    client.connect(broker.host, broker.port)
+    if tls_context is not None:
+        client.tls_set_context(tls_context)
+    client.connect(broker.host, port or broker.port)
     client.loop_start()
     assert c.connected.wait(5), "no CONNACK"
     return c
