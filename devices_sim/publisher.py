@@ -9,6 +9,7 @@ publish is waited on for its PUBACK (bounded), so a message that does not make i
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -57,15 +58,16 @@ class Publisher:
                  tick_s: float = 0.1,
                  on_ground_truth: Callable[[GroundTruth], None] | None = None,
                  publish_timeout_s: float = 10.0, connect_timeout_s: float = 10.0,
-                 keepalive_s: int = 30) -> None:
+                 keepalive_s: int = 30, tls_context: ssl.SSLContext | None = None) -> None:
         """Store settings only; nothing connects before ``start``.
 
-        ``credentials(device_id) -> (username, password)`` when the broker wants per-device logins.
+        ``credentials(device_id) -> (username, password)`` when the broker wants per-device logins;
+        ``tls_context``: every device connects over TLS with it (None: plain TCP).
         """
         self._fleet, self._host, self._port, self._now = fleet, host, port, now
         self._credentials, self._tick_s, self._on_ground_truth = credentials, tick_s, on_ground_truth
         self._publish_timeout_s, self._connect_timeout_s = publish_timeout_s, connect_timeout_s
-        self._keepalive_s = keepalive_s
+        self._keepalive_s, self._tls_context = keepalive_s, tls_context
         self._clients: dict[str, _DeviceClient] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -150,6 +152,8 @@ class Publisher:
         if self._credentials is not None:
             username, password = self._credentials(device_id)
             client.username_pw_set(username, password)
+        if self._tls_context is not None:
+            client.tls_set_context(self._tls_context)
         client.on_connect = _on_connect
         client.on_disconnect = _on_disconnect
         client.connect_async(self._host, self._port, keepalive=self._keepalive_s)

@@ -249,7 +249,7 @@ def serve() -> None:
     _ensure_sqlite_dir(settings.database_url)
     rt = build_runtime(settings, clock=SystemClock())
     host, port, user, password = settings.mqtt_endpoint()
-    rt.start_ingest(host=host, port=port, username=user, password=password)
+    rt.start_ingest(host=host, port=port, username=user, password=password, tls_context=settings.mqtt_tls_context())
     rt.start_scheduler()
     try:  # uvicorn handles SIGINT/SIGTERM and returns
         uvicorn.run(create_app(rt), host=settings.api_host, port=settings.api_port, log_level="info",

@@ -91,11 +91,12 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     if settings.mqtt_url is None:
         broker = EmbeddedBroker(port=_free_port())
         broker.start()
-        host, port, user, password = broker.host, broker.port, None, None
+        host, port, user, password, tls = broker.host, broker.port, None, None, None
         console.print(f"embedded MQTT broker (amqtt) on {host}:{port}")
     else:
         host, port, user, password = settings.mqtt_endpoint()
-        console.print(f"MQTT broker {host}:{port}")
+        tls = settings.mqtt_tls_context()
+        console.print(f"MQTT broker {host}:{port}" + (" (TLS)" if tls else ""))
 
     clock = AcceleratedClock(DEMO_START, options.speed)
     rt = build_runtime(settings, clock=clock)
@@ -108,10 +109,10 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     logins = seed_demo_logins(rt, fleet, DEMO_TECHNICIANS)
 
     server, server_thread = (None, None)
-    publisher = Publisher(fleet=fleet, host=host, port=port, now=clock.now)
+    publisher = Publisher(fleet=fleet, host=host, port=port, now=clock.now, tls_context=tls)
     wall_start = time.monotonic()
     try:
-        rt.start_ingest(host=host, port=port, username=user, password=password)
+        rt.start_ingest(host=host, port=port, username=user, password=password, tls_context=tls)
         rt.start_scheduler()
         if options.api:
             server, server_thread = _start_api(rt, settings)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-__all__ = ["Mosquitto", "MosquittoNotInstalled", "find_mosquitto", "free_port"]
+__all__ = ["Mosquitto", "MosquittoNotInstalled", "TlsListener", "find_mosquitto", "free_port", "tls_listener_config"]
 
 
 class MosquittoNotInstalled(FileNotFoundError):
@@ -36,6 +37,31 @@ def find_mosquitto() -> str | None:
     return shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsListener:
+    """PEM files of a TLS listener: the CA that signs client certificates, the server's certificate and key."""
+
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+    #: Clients must also present a certificate signed by ``cafile`` (a password alone is not enough).
+    require_certificate: bool = False
+
+
+def tls_listener_config(port: int, tls: TlsListener, *, bind: str | None = None,
+                        use_username_as_clientid: bool = False) -> list[str]:
+    """The ``mosquitto.conf`` lines of a TLS listener (docs/deployment.md shows the same block)."""
+    return [
+        f"listener {port}" + (f" {bind}" if bind else ""),
+        *(["use_username_as_clientid true"] if use_username_as_clientid else []),
+        f"cafile {tls.cafile}",
+        f"certfile {tls.certfile}",
+        f"keyfile {tls.keyfile}",
+        "tls_version tlsv1.2",
+        f"require_certificate {'true' if tls.require_certificate else 'false'}",
+    ]
+
+
 @dataclass
 class Mosquitto:
     """A Mosquitto process with persistence in its own temp dir."""
@@ -45,20 +71,27 @@ class Mosquitto:
     exe: str
     proc: subprocess.Popen[bytes] | None = field(default=None)
     host: str = "127.0.0.1"
+    #: The TLS listener's port when started with ``tls``.
+    tls_port: int | None = None
 
     @classmethod
     def start_new(cls, *, max_inflight_messages: int = 1000, max_queued_messages: int = 100_000,
                   password_file: Path | None = None, acl_file: Path | None = None,
-                  extra_config: Sequence[str] = ()) -> Self:
+                  extra_config: Sequence[str] = (), tls: TlsListener | None = None,
+                  use_username_as_clientid: bool = False) -> Self:
         """Write a config into a fresh temp dir and start the broker; raises ``MosquittoNotInstalled``.
 
         Anonymous by default; with ``password_file`` (and ``acl_file``) logins are required. The
         files are copied into the broker's own temp dir, which Mosquitto can always read.
+        ``extra_config`` lines apply to the plain listener; ``tls`` adds a TLS listener on
+        ``tls_port`` (the logins and ACL apply to both). ``use_username_as_clientid`` sets it on
+        every listener (it is a per-listener option), so no login can take another's client id.
         """
         exe = find_mosquitto()
         if exe is None:
             raise MosquittoNotInstalled("mosquitto is not installed (apt-get install -y mosquitto)")
-        broker = cls(port=free_port(), directory=Path(tempfile.mkdtemp(prefix="foresight-mosquitto-")), exe=exe)
+        broker = cls(port=free_port(), directory=Path(tempfile.mkdtemp(prefix="foresight-mosquitto-")), exe=exe,
+                     tls_port=free_port() if tls is not None else None)
         auth = ["allow_anonymous true"]
         if password_file is not None:
             auth = ["allow_anonymous false", f"password_file {broker.directory / 'passwd'}"]
@@ -70,6 +103,7 @@ class Mosquitto:
             "\n".join([
                 "user root" if os.geteuid() == 0 else "",
                 f"listener {broker.port} 127.0.0.1",
+                *(["use_username_as_clientid true"] if use_username_as_clientid else []),
                 *auth,
                 "persistence true",
                 f"persistence_location {broker.directory}/",
@@ -79,6 +113,9 @@ class Mosquitto:
                 "log_type error",
                 "log_type warning",
                 *extra_config,
+                *(tls_listener_config(broker.tls_port, tls, bind="127.0.0.1",
+                                      use_username_as_clientid=use_username_as_clientid)
+                  if tls is not None and broker.tls_port else []),
             ]) + "\n")
         broker.start()
         return broker
@@ -97,6 +134,11 @@ class Mosquitto:
             except OSError:
                 time.sleep(0.02)
         raise RuntimeError("mosquitto did not start listening within 10 s")
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto rereads its password and ACL files (as ``systemctl reload mosquitto``)."""
+        assert self.proc is not None and self.proc.poll() is None, "broker not running"
+        self.proc.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

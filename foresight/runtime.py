@@ -7,6 +7,7 @@ constructed; everything below receives what it needs as arguments.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -63,8 +64,8 @@ class Runtime:
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def start_ingest(self, *, host: str, port: int, username: str | None = None,
-                     password: str | None = None) -> Ingester:
-        """Connect the MQTT ingester (returns once subscribed)."""
+                     password: str | None = None, tls_context: ssl.SSLContext | None = None) -> Ingester:
+        """Connect the MQTT ingester (returns once subscribed); over TLS when given a context."""
         self.ingester = Ingester(store=self.store, clock=self.clock, host=host, port=port,
                                  client_id=self.settings.ingest_client_id, username=username,
                                  mqtt_version=self.settings.mqtt_version,
@@ -72,7 +73,7 @@ class Runtime:
                                  shared_group=self.settings.ingest_shared_group,
                                  password=password, queue_size=self.settings.ingest_queue_size,
                                  batch_size=self.settings.ingest_batch_size,
-                                 on_batch=self.metrics.observe_batch)
+                                 on_batch=self.metrics.observe_batch, tls_context=tls_context)
         self.metrics.attach_ingester(self.ingester)
         self.ingester.start()
         return self.ingester

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlparse
@@ -24,8 +25,16 @@ class Settings(BaseSettings):
     #: SQLAlchemy URL; SQLite under ./var by default, ``postgresql+psycopg://...`` in production.
     database_url: str = "sqlite:///var/foresight.db"
     #: ``mqtt://user:pass@host:port`` of a real broker (percent-encode ``@``/``:`` in the password);
-    #: unset → the demo starts an embedded amqtt broker.
+    #: ``mqtts://`` turns TLS on (default port 8883). Unset → the demo starts an embedded amqtt broker.
     mqtt_url: str | None = None
+    #: Connect to the broker over TLS (also implied by ``mqtts://``); the broker's certificate must
+    #: chain to ``mqtt_tls_ca_file`` (or, without one, to the system's trusted CAs) and name its host.
+    mqtt_tls: bool = False
+    #: PEM file of the CA(s) that signed the broker's certificate.
+    mqtt_tls_ca_file: Path | None = None
+    #: PEM client certificate (and ``mqtt_tls_key_file``), for a listener with ``require_certificate true``.
+    mqtt_tls_cert_file: Path | None = None
+    mqtt_tls_key_file: Path | None = None
     model_dir: Path = Path("var/models")
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
@@ -77,10 +86,28 @@ class Settings(BaseSettings):
         if value is None or value == "":
             return None
         parsed = urlparse(value)
-        if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
-            raise ValueError("FORESIGHT_MQTT_URL must look like mqtt://[user:pass@]host[:port]")
+        if parsed.scheme not in ("mqtt", "mqtts", "tcp") or not parsed.hostname:
+            raise ValueError("FORESIGHT_MQTT_URL must look like mqtt://[user:pass@]host[:port] (mqtts:// for TLS)")
         parsed.port  # noqa: B018  (raises ValueError for a bad port now, not at connect time)
         return value
+
+    @model_validator(mode="after")
+    def _check_mqtt_tls(self) -> Settings:
+        if self.mqtt_url is not None and urlparse(self.mqtt_url).scheme == "mqtts":
+            self.mqtt_tls = True
+        files = {"FORESIGHT_MQTT_TLS_CA_FILE": self.mqtt_tls_ca_file, "FORESIGHT_MQTT_TLS_CERT_FILE":
+                 self.mqtt_tls_cert_file, "FORESIGHT_MQTT_TLS_KEY_FILE": self.mqtt_tls_key_file}
+        given = [name for name, path in files.items() if path is not None]
+        if given and not self.mqtt_tls:
+            # Certificates configured but a plain connection: passwords would cross the wire in clear.
+            raise ValueError(f"{', '.join(given)} set but TLS is off: set FORESIGHT_MQTT_TLS=true "
+                             "or use an mqtts:// FORESIGHT_MQTT_URL")
+        if self.mqtt_tls_key_file is not None and self.mqtt_tls_cert_file is None:
+            raise ValueError("FORESIGHT_MQTT_TLS_KEY_FILE needs FORESIGHT_MQTT_TLS_CERT_FILE")
+        for name, path in files.items():
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: no such file {path}")
+        return self
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> Settings:
@@ -104,4 +131,15 @@ class Settings(BaseSettings):
         p = urlparse(self.mqtt_url)
         user = unquote(p.username) if p.username is not None else None
         password = unquote(p.password) if p.password is not None else None
-        return p.hostname or "127.0.0.1", p.port or 1883, user, password
+        return p.hostname or "127.0.0.1", p.port or (8883 if self.mqtt_tls else 1883), user, password
+
+    def mqtt_tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context MQTT clients connect with (None: plain TCP); TLS 1.2+, hostname checked."""
+        if not self.mqtt_tls:
+            return None
+        context = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH, cafile=str(self.mqtt_tls_ca_file) if self.mqtt_tls_ca_file else None)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.mqtt_tls_cert_file is not None:
+            context.load_cert_chain(self.mqtt_tls_cert_file, self.mqtt_tls_key_file)
+        return context

@@ -31,6 +31,7 @@ __all__ = [
     "Base",
     "DeadLetterRow",
     "DeviceEventRow",
+    "DeviceRevocationRow",
     "DeviceRow",
     "FeatureHistoryRow",
     "FeatureOnlineRow",
@@ -81,6 +82,17 @@ class DeviceRow(Base):
     first_seen: Mapped[datetime | None] = mapped_column(default=None)
     last_seen: Mapped[datetime | None] = mapped_column(default=None)
     last_seq: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+class DeviceRevocationRow(Base):
+    """A device whose credentials were revoked (``foresight devices revoke``): whatever still arrives
+    from it is dead-lettered. Its own table, not a column of ``devices``: an id never seen on the
+    wire can be revoked too, and a revoked id is not created as a device by its queued readings."""
+
+    __tablename__ = "device_revocations"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revoked_at: Mapped[datetime]
 
 
 class ReadingRow(Base):

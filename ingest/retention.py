@@ -3,6 +3,9 @@
 A reading whose timestamp is older than ``now - retention`` is folded into ``readings_daily`` (one
 row per device, UTC day and metric: count, min, max, sum) and deleted, with its point-in-time row in
 ``features_history``, in the same transaction, so a rerun or a crash part-way changes nothing twice.
+The aggregates are built from the rows the ``DELETE … RETURNING`` removed (SQLite 3.35+ and
+PostgreSQL), so two roll-ups running at once never count a reading twice: on PostgreSQL the second
+waits on the first's row locks and then finds those readings gone; SQLite serialises the writers.
 
 What the features need is never rolled up:
 
@@ -77,10 +80,18 @@ def _roll_up_devices(conn: Connection, device_ids: list[str], *, cutoff: datetim
     oldest = func.row_number().over(partition_by=ReadingRow.device_id,
                                     order_by=(ReadingRow.ts, ReadingRow.seq)).label("oldest")
     # Ranked among the readings older than the cutoff: every newer one comes after them anyway.
-    ranked = (select(ReadingRow.id, ReadingRow.device_id, ReadingRow.kind, ReadingRow.seq, ReadingRow.ts,
-                     ReadingRow.metrics, newest, oldest)
+    ranked = (select(ReadingRow.id, newest, oldest)
               .where(ReadingRow.device_id.in_(device_ids), ReadingRow.ts < cutoff).subquery())
-    picked = conn.execute(select(ranked).where(ranked.c.newest > KEEP_NEWEST, ranked.c.oldest > KEEP_OLDEST)).all()
+    # In id order, and the aggregates below in key order: two runs take their locks in one order.
+    ids = list(conn.scalars(select(ranked.c.id).where(ranked.c.newest > KEEP_NEWEST, ranked.c.oldest > KEEP_OLDEST)
+                            .order_by(ranked.c.id)))
+    # Aggregate what this transaction deleted, not what it selected: a concurrent roll-up that
+    # selected the same readings waits on their row locks and then deletes (and counts) none of them.
+    picked: list[Any] = []
+    for j in range(0, len(ids), 900):  # SQLite caps bound parameters per statement
+        picked += conn.execute(delete(ReadingRow).where(ReadingRow.id.in_(ids[j:j + 900]))
+                               .returning(ReadingRow.device_id, ReadingRow.kind, ReadingRow.seq, ReadingRow.ts,
+                                          ReadingRow.metrics)).all()
     if not picked:
         return 0, 0, 0
     sums: dict[tuple[str, date, str], list[Any]] = {}
@@ -105,10 +116,7 @@ def _roll_up_devices(conn: Connection, device_ids: list[str], *, cutoff: datetim
         "max": case((stmt.excluded.max > table.max, stmt.excluded.max), else_=table.max),
         "total": table.total + stmt.excluded.total,
     }), [{"device_id": d, "kind": kinds[d], "day": day, "metric": metric, "n": n, "min": lo, "max": hi, "total": tot}
-         for (d, day, metric), (n, lo, hi, tot) in sums.items()])
-    ids = [r.id for r in picked]
-    for j in range(0, len(ids), 900):  # SQLite caps bound parameters per statement
-        conn.execute(delete(ReadingRow).where(ReadingRow.id.in_(ids[j:j + 900])))
+         for (d, day, metric), (n, lo, hi, tot) in sorted(sums.items())])
     history = FeatureHistoryRow.__table__.c
     conn.execute(delete(FeatureHistoryRow).where(and_(history.device_id == bindparam("d"),
                                                       history.seq == bindparam("s"))),

@@ -43,6 +43,7 @@ from ingest.db import (
 from ingest.features import FeatureVector, Reading
 from ingest.online import refresh_features, upsert
 from ingest.retention import DailyAggregate, RollupResult, daily_aggregates, roll_up
+from ingest.revocations import revoked_among
 from ingest.presence import Presence
 from ingest.presence import presence as presence_of
 
@@ -160,13 +161,19 @@ class IngestStore:
 
         started = time.perf_counter()
         with self._engine.begin() as conn:
-            devices = _load_devices(conn, {t.device_id for _, t in telemetry}
-                                    | {e.device_id for _, e in events} | {d for _, d, _ in statuses})
+            ids = {t.device_id for _, t in telemetry} | {e.device_id for _, e in events} | {d for _, d, _ in statuses}
+            devices = _load_devices(conn, ids)
+            revoked = revoked_among(conn, ids)
             fresh: list[Telemetry] = []
             seen: set[tuple[str, int]] = set()
+            refused = 0  # telemetry dead-lettered here: neither stored nor a duplicate
             for msg, t in telemetry:
-                if (reason := _kind_conflict(devices.get(t.device_id), t.device_id, t.kind)) is not None:
+                if t.device_id in revoked:
+                    dead.append((msg, Reason.REVOKED_DEVICE, _REVOKED.format(t.device_id)))
+                    refused += 1
+                elif (reason := _kind_conflict(devices.get(t.device_id), t.device_id, t.kind)) is not None:
                     dead.append((msg, Reason.KIND_MISMATCH, reason))
+                    refused += 1
                 elif (t.device_id, t.seq) not in seen:
                     seen.add((t.device_id, t.seq))
                     fresh.append(t)
@@ -177,7 +184,9 @@ class IngestStore:
             known_events = []
             for msg, e in events:
                 known = devices.get(e.device_id)
-                if known is None:
+                if e.device_id in revoked:
+                    dead.append((msg, Reason.REVOKED_DEVICE, _REVOKED.format(e.device_id)))
+                elif known is None:
                     dead.append((msg, Reason.UNKNOWN_DEVICE, f"event from unregistered device {e.device_id}"))
                 elif (reason := _kind_conflict(known, e.device_id, e.kind)) is not None:
                     dead.append((msg, Reason.KIND_MISMATCH, reason))
@@ -188,6 +197,9 @@ class IngestStore:
             changed: dict[str, tuple[str, datetime]] = {}
             for msg, device_id, status in statuses:
                 known = devices.get(device_id)
+                if device_id in revoked:
+                    dead.append((msg, Reason.REVOKED_DEVICE, _REVOKED.format(device_id)))
+                    continue
                 if known is None:
                     dead.append((msg, Reason.UNKNOWN_DEVICE, f"status for unregistered device {device_id}"))
                     continue
@@ -206,8 +218,7 @@ class IngestStore:
             refresh_features(conn, inserted, now=now)
         commit_s = time.perf_counter() - started
         committed_at = self._clock.now()
-        mismatched = sum(1 for _, reason, _ in dead if reason == Reason.KIND_MISMATCH)
-        return BatchResult(accepted=len(inserted), duplicates=len(telemetry) - len(inserted) - mismatched,
+        return BatchResult(accepted=len(inserted), duplicates=len(telemetry) - len(inserted) - refused,
                            rejected=len(dead), events=n_events, status_updates=n_status,
                            touched_devices=tuple(sorted({t.device_id for t in inserted})),
                            rejected_by_reason=tuple(sorted(Counter(str(r) for _, r, _ in dead).items())),
@@ -389,6 +400,9 @@ def _decode_status(payload: bytes) -> str:
     if text not in (STATUS_ONLINE, STATUS_OFFLINE):
         raise DecodeError(Reason.SCHEMA, f"status must be {STATUS_ONLINE!r} or {STATUS_OFFLINE!r}, got {text[:40]!r}")
     return text
+
+
+_REVOKED = "device {} is revoked (foresight devices revoke); nothing from it is accepted"
 
 
 def _kind_conflict(known: tuple[str, str] | None, device_id: str, kind: str) -> str | None:

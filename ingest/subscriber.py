@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -56,11 +57,13 @@ class Ingester:
                  password: str | None = None, queue_size: int = 10_000, batch_size: int = 500,
                  batch_wait_s: float = 0.05, keepalive: int = 30, mqtt_version: int = 3,
                  session_expiry_s: int = 7 * 24 * 3600, shared_group: str | None = None,
-                 on_batch: Callable[[BatchResult], None] | None = None) -> None:
+                 on_batch: Callable[[BatchResult], None] | None = None,
+                 tls_context: ssl.SSLContext | None = None) -> None:
         """``mqtt_version`` 3 (3.1.1, ``clean_session=False``) or 5 (``clean_start=False`` with a
         ``session_expiry_s`` session, without which an MQTT 5 broker drops the session at
         disconnect). ``shared_group`` subscribes as ``$share/<group>/...`` so several workers split
-        the traffic (MQTT 5 shared subscriptions; Mosquitto also honours them for 3.1.1 clients)."""
+        the traffic (MQTT 5 shared subscriptions; Mosquitto also honours them for 3.1.1 clients).
+        ``tls_context``: connect over TLS with it (None: plain TCP)."""
         if mqtt_version not in (3, 5):
             raise ValueError("mqtt_version must be 3 or 5")
         self._mqtt_version, self._session_expiry_s = mqtt_version, session_expiry_s
@@ -88,6 +91,8 @@ class Ingester:
                                        clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
         if username is not None:
             self._client.username_pw_set(username, password)
+        if tls_context is not None:
+            self._client.tls_set_context(tls_context)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message

@@ -69,6 +69,7 @@ class Reason(StrEnum):
     CLOCK_SKEW = "clock_skew"
     KIND_MISMATCH = "kind_mismatch"
     UNKNOWN_DEVICE = "unknown_device"
+    REVOKED_DEVICE = "revoked_device"
     STORE_ERROR = "store_error"
 
 

@@ -6,6 +6,7 @@ import base64
 import csv
 import hashlib
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,13 @@ from foresight.cli import app
 from foresight.provision import (
     BACKEND_CREDENTIALS_FILE,
     CREDENTIALS_FILE,
+    REVOKED_FILE,
     ProvisionError,
     hash_password,
     provision,
     read_credentials,
+    read_revoked,
+    revoke,
 )
 
 
@@ -57,8 +61,54 @@ def test_rerun_keeps_passwords_adds_new_devices_and_rotates_one(tmp_path: Path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["acl", BACKEND_CREDENTIALS_FILE, CREDENTIALS_FILE, "passwd"]
 
 
+def test_revoke_removes_only_that_login_and_is_safe_to_repeat(tmp_path: Path) -> None:
+    provision(["rc-1", "rc-2"], out=tmp_path, use_binary=False)
+    hashes = dict(line.split(":", 1) for line in (tmp_path / "passwd").read_text().splitlines())
+    first = revoke(["rc-1"], out=tmp_path, now=datetime(2026, 12, 2, 9, 30, tzinfo=UTC))
+    assert first.revoked == ("rc-1",) and first.already == ()
+    left = dict(line.split(":", 1) for line in (tmp_path / "passwd").read_text().splitlines())
+    assert left == {u: h for u, h in hashes.items() if u != "rc-1"}  # nothing re-hashed
+    assert set(read_credentials(tmp_path / CREDENTIALS_FILE)) == {"rc-2"}
+    assert read_revoked(tmp_path / REVOKED_FILE) == {"rc-1": "2026-12-02T09:30:00+00:00"}
+    again = revoke(["rc-1"], out=tmp_path)
+    assert again.revoked == () and again.already == ("rc-1",)
+    assert read_revoked(tmp_path / REVOKED_FILE) == {"rc-1": "2026-12-02T09:30:00+00:00"}
+    with pytest.raises(ProvisionError, match="not provisioned"):
+        revoke(["rc-9"], out=tmp_path)
+    with pytest.raises(ProvisionError, match="backend login"):
+        revoke(["foresight"], out=tmp_path)
+
+
+def test_a_revoked_device_stays_revoked_until_reinstated_with_a_new_password(tmp_path: Path) -> None:
+    provision(["rc-1", "rc-2"], out=tmp_path, use_binary=False)
+    old = read_credentials(tmp_path / CREDENTIALS_FILE)["rc-1"]
+    revoke(["rc-1"], out=tmp_path)
+    rerun = provision(["rc-1", "rc-2", "rc-3"], out=tmp_path, use_binary=False)
+    assert rerun.added == ("rc-3",) and rerun.skipped_revoked == ("rc-1",)
+    assert "rc-1" not in read_credentials(tmp_path / CREDENTIALS_FILE)
+    with pytest.raises(ProvisionError, match="reinstate them instead"):
+        provision([], out=tmp_path, rotate=["rc-1"], use_binary=False)
+    with pytest.raises(ProvisionError, match="not revoked"):
+        provision([], out=tmp_path, reinstate=["rc-2"], use_binary=False)
+    back = provision([], out=tmp_path, reinstate=["rc-1"], use_binary=False)
+    assert back.reinstated == ("rc-1",) and back.added == ("rc-1",)
+    assert read_credentials(tmp_path / CREDENTIALS_FILE)["rc-1"] != old
+    assert read_revoked(tmp_path / REVOKED_FILE) == {}
+
+
+def test_one_backend_login_per_ingest_worker(tmp_path: Path) -> None:
+    provision(["rc-1"], out=tmp_path, backend_users=["ingest-1", "ingest-2"], use_binary=False)
+    first = read_credentials(tmp_path / BACKEND_CREDENTIALS_FILE)
+    assert set(first) == {"ingest-1", "ingest-2"} and len(set(first.values())) == 2
+    rules = [line for line in (tmp_path / "acl").read_text().splitlines() if line and not line.startswith("#")]
+    assert rules[:4] == ["user ingest-1", "topic read appliances/#", "user ingest-2", "topic read appliances/#"]
+    provision(["rc-1"], out=tmp_path, backend_users=["ingest-2"], use_binary=False)  # a worker retired
+    assert read_credentials(tmp_path / BACKEND_CREDENTIALS_FILE) == {"ingest-2": first["ingest-2"]}
+    assert "ingest-1" not in (tmp_path / "passwd").read_text()
+
+
 def test_acl_lets_devices_write_only_their_own_topics(tmp_path: Path) -> None:
-    provision(["rc-1"], out=tmp_path, backend_user="svc", use_binary=False)
+    provision(["rc-1"], out=tmp_path, backend_users=["svc"], use_binary=False)
     rules = [line for line in (tmp_path / "acl").read_text().splitlines() if line and not line.startswith("#")]
     assert rules == ["user svc", "topic read appliances/#",
                      "pattern write appliances/%u/telemetry", "pattern write appliances/%u/events",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -25,3 +27,23 @@ def test_environment_variables_configure_it(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("FORESIGHT_SCORE_INTERVAL_S", "2.5")
     s = Settings()
     assert s.database_url.startswith("postgresql") and s.score_interval_s == 2.5
+
+
+def test_mqtts_url_turns_tls_on_with_port_8883() -> None:
+    s = Settings(mqtt_url="mqtts://backend:pw@broker.local")
+    assert s.mqtt_tls and s.mqtt_endpoint() == ("broker.local", 8883, "backend", "pw")
+    context = s.mqtt_tls_context()
+    assert context is not None and context.check_hostname and context.minimum_version.name == "TLSv1_2"
+    assert Settings(mqtt_url="mqtt://broker.local").mqtt_tls_context() is None
+
+
+def test_tls_files_are_checked_at_start_up(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("not read until a connection is made\n")
+    with pytest.raises(ValidationError, match="TLS is off"):
+        Settings(mqtt_url="mqtt://broker.local", mqtt_tls_ca_file=ca)  # certificates, yet plain TCP
+    with pytest.raises(ValidationError, match="no such file"):
+        Settings(mqtt_url="mqtts://broker.local", mqtt_tls_ca_file=tmp_path / "missing.crt")
+    with pytest.raises(ValidationError, match="needs FORESIGHT_MQTT_TLS_CERT_FILE"):
+        Settings(mqtt_tls=True, mqtt_tls_key_file=ca)
+    assert Settings(mqtt_tls=True, mqtt_tls_ca_file=ca).mqtt_tls

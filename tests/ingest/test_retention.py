@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import defaultdict
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from ingest.clock import ManualClock
 from ingest.contract import Telemetry, encode_telemetry, telemetry_topic
 from ingest.db import FeatureHistoryRow, ReadingRow, create_schema, make_engine
-from ingest.retention import KEEP_NEWEST, KEEP_OLDEST
+from ingest.retention import KEEP_NEWEST, KEEP_OLDEST, RollupResult, roll_up
 from ingest.store import Inbound, IngestStore
 from tests.conftest import START
 
@@ -126,3 +128,58 @@ def test_retention_shorter_than_accepted_past_is_refused(clock: ManualClock) -> 
     store = _fresh_store(clock)
     with pytest.raises(ValueError, match="counted twice"):
         store.roll_up(retention=timedelta(days=7))
+
+
+@pytest.mark.parametrize("any_engine", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_two_concurrent_roll_ups_count_each_reading_once(engine: Engine) -> None:
+    """Two roll-ups racing on PostgreSQL (no jobs lease between them) give what one gives.
+
+    A third session holds ``readings_daily`` locked until both runs are waiting on a lock, so both
+    have read the same candidate readings before either writes: the race, every time.
+    """
+    clock = ManualClock(START)
+    store = IngestStore(engine, clock=clock)
+    n = DAYS * 24 // EVERY_H
+    _ingest(store, clock, range(n))
+    cutoff = clock.now() - RETENTION
+    old = [s for s in range(n) if _telemetry("ac-1", s).ts < cutoff]
+    expected_rolled = len(old[KEEP_OLDEST:len(old) - KEEP_NEWEST]) * len(DEVICES)
+
+    results: list[RollupResult] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(roll_up(engine, now=clock.now(), retention=RETENTION))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with engine.connect() as blocker:
+        blocker.execute(text("LOCK TABLE readings_daily IN EXCLUSIVE MODE"))
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            blocker.execute(text("SELECT pg_stat_clear_snapshot()"))  # activity is cached per transaction
+            waiting = blocker.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                          "AND wait_event_type = 'Lock'"))
+            if waiting == 2:
+                break
+            time.sleep(0.05)
+        assert waiting == 2, "the two roll-ups did not both reach a lock"
+        blocker.commit()  # releases the table lock: both proceed
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert sorted(r.readings_rolled_up for r in results) == [0, expected_rolled]
+
+    with engine.connect() as conn:
+        left = {d: conn.scalar(select(func.count()).select_from(ReadingRow).where(ReadingRow.device_id == d))
+                for d in DEVICES}
+    for d in DEVICES:
+        counts: dict[str, int] = defaultdict(int)
+        for a in store.daily_aggregates(d):
+            counts[a.metric] += a.n
+        assert set(counts) == {"filter_dp_pa", "fan_current_a"}
+        assert all(c + left[d] == n for c in counts.values()), (d, counts, left[d])  # each reading once

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import itertools
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine
 
 from foresight.provision import BACKEND_CREDENTIALS_FILE, CREDENTIALS_FILE, provision, read_credentials
@@ -25,12 +22,12 @@ from ingest.clock import ManualClock
 from ingest.contract import Telemetry, encode_telemetry, status_topic, telemetry_topic
 from ingest.store import DeviceInfo, IngestStore
 from ingest.subscriber import Ingester
+from tests.security.clients import NOT_AUTHORIZED, Client, connect_client
 from tests.services import Mosquitto
 
 pytestmark = pytest.mark.mqtt
 _ids = itertools.count()
 DEVICE_A, DEVICE_B, BACKEND = "sec-a", "sec-b", "foresight"
-NOT_AUTHORIZED = 0x87
 
 
 @dataclass
@@ -39,68 +36,14 @@ class Fleet:
     passwords: dict[str, str]
 
 
-@dataclass
-class Client:
-    """A paho client that records its connect result, received messages and PUBACK reason codes."""
-
-    client: mqtt.Client
-    connected: threading.Event = field(default_factory=threading.Event)
-    connect_rc: mqtt.ReasonCode | None = None
-    received: list[mqtt.MQTTMessage] = field(default_factory=list)
-    acks: dict[int, mqtt.ReasonCode] = field(default_factory=dict)
-
-    def wait_for(self, predicate, timeout_s: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.01)
-        return False
-
-    def topics(self) -> list[str]:
-        return [m.topic for m in list(self.received)]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def _connect(broker: Mosquitto, username: str | None, password: str | None, *,
-             client_id: str | None = None, v5: bool = False) -> Client:
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                         client_id=client_id or f"{username or 'anon'}-{next(_ids)}",
-                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
-    c = Client(client)
-
-    def on_connect(client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
-        c.connect_rc = reason_code
-        c.connected.set()
-        if reason_code.is_failure:
-            client.disconnect()  # no automatic retries against a broker that said no
-
-    def on_message(client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
-        c.received.append(msg)
-
-    def on_publish(client, userdata, mid, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
-        c.acks[mid] = reason_code
-
-    client.on_connect, client.on_message, client.on_publish = on_connect, on_message, on_publish
-    if username is not None:
-        client.username_pw_set(username, password)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    assert c.connected.wait(5), "no CONNACK"
-    return c
-
-
 def _device(fleet: Fleet, device_id: str, *, v5: bool = False) -> Client:
-    c = _connect(fleet.broker, device_id, fleet.passwords[device_id], client_id=device_id, v5=v5)
+    c = connect_client(fleet.broker, device_id, fleet.passwords[device_id], client_id=device_id, v5=v5)
     assert c.connect_rc is not None and not c.connect_rc.is_failure, c.connect_rc
     return c
 
 
 def _backend(fleet: Fleet) -> Client:
-    c = _connect(fleet.broker, BACKEND, fleet.passwords[BACKEND])
+    c = connect_client(fleet.broker, BACKEND, fleet.passwords[BACKEND])
     assert c.connect_rc is not None and not c.connect_rc.is_failure, c.connect_rc
     c.client.subscribe("appliances/#", qos=1)
     assert c.wait_for(lambda: c.client.is_connected())
@@ -117,7 +60,7 @@ def _telemetry(device_id: str, seq: int) -> bytes:
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[Fleet]:
     out = Path(tempfile.mkdtemp(prefix="foresight-provision-"))
-    provision([DEVICE_A, DEVICE_B], out=out, backend_user=BACKEND)
+    provision([DEVICE_A, DEVICE_B], out=out, backend_users=[BACKEND])
     passwords = {**read_credentials(out / CREDENTIALS_FILE), **read_credentials(out / BACKEND_CREDENTIALS_FILE)}
     broker = Mosquitto.start_new(password_file=out / "passwd", acl_file=out / "acl")
     yield Fleet(broker=broker, passwords=passwords)
@@ -189,7 +132,7 @@ def test_device_cannot_read_another_devices_topics_or_wildcards(fleet: Fleet) ->
 def test_strangers_and_wrong_passwords_are_refused(fleet: Fleet, username: str | None, password: str | None) -> None:
     if password == "password-of-a":
         password = fleet.passwords[DEVICE_A]
-    c = _connect(fleet.broker, username, password)
+    c = connect_client(fleet.broker, username, password)
     assert c.connect_rc is not None and c.connect_rc.is_failure
     c.client.loop_stop()
 
@@ -223,14 +166,14 @@ def test_forged_device_id_in_payload_is_dead_lettered(fleet: Fleet, engine: Engi
 def test_python_hashes_are_accepted_by_mosquitto() -> None:
     """The fallback ``$7$`` hashing (no mosquitto_passwd binary) writes a file Mosquitto reads."""
     out = Path(tempfile.mkdtemp(prefix="foresight-provision-py-"))
-    provision([DEVICE_A], out=out, backend_user=BACKEND, use_binary=False)
+    provision([DEVICE_A], out=out, backend_users=[BACKEND], use_binary=False)
     password = read_credentials(out / CREDENTIALS_FILE)[DEVICE_A]
     broker = Mosquitto.start_new(password_file=out / "passwd", acl_file=out / "acl")
     try:
-        ok = _connect(broker, DEVICE_A, password, client_id=DEVICE_A)
+        ok = connect_client(broker, DEVICE_A, password, client_id=DEVICE_A)
         assert ok.connect_rc is not None and not ok.connect_rc.is_failure
         ok.close()
-        bad = _connect(broker, DEVICE_A, password + "x")
+        bad = connect_client(broker, DEVICE_A, password + "x")
         assert bad.connect_rc is not None and bad.connect_rc.is_failure
         bad.client.loop_stop()
     finally:
