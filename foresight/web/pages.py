@@ -259,7 +259,8 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
                 moved = await _in_thread(rt.actions.reschedule_booking, booking_id)
                 flash = f"{t('Your visit is moved to')} {_when(moved.start, prefs.timezone)}."
             elif change == "cancel" and data.get("reason") in _CANCEL_REASONS:
-                await _in_thread(rt.actions.cancel_booking, booking_id, reason=data["reason"], by="homeowner")
+                await _in_thread(rt.actions.cancel_booking, booking_id, reason=data["reason"], by="homeowner",
+                                 actor=session.principal.user_id)
                 flash = t("Your visit is cancelled. If the problem is still there, a person will contact you.")
             else:
                 raise HTTPException(422, "please choose what to change")
@@ -325,7 +326,8 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         if outcome not in BOOKING_OUTCOMES:
             raise HTTPException(422, "please choose what you found")
         parts = [p.strip()[:64] for p in data.get("parts", "").split(",") if p.strip()][:20]
-        await _in_thread(rt.actions.complete_booking, booking_id, notes, outcome=outcome, parts=parts)
+        await _in_thread(rt.actions.complete_booking, booking_id, notes, outcome=outcome, parts=parts,
+                         actor=session.principal.user_id)
         return RedirectResponse(f"/tech?flash={quote(f'Job #{booking_id} completed. Thank you.')}", status_code=303)
 
     # -- operator -----------------------------------------------------------------------------
@@ -367,7 +369,7 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         message = data.get("message", "").strip()[:2000] or None
         try:
             await _in_thread(rt.actions.resolve_ticket, ticket_id, resolution, action=action, outcome=outcome,
-                             message=message)
+                             message=message, actor=session.principal.user_id)
         except NoSlot as exc:
             raise HTTPException(409, f"no technician can come in time ({exc}); the ticket stays open") from None
         return RedirectResponse(f"/ops?flash={quote(f'Ticket #{ticket_id} resolved.')}", status_code=303)

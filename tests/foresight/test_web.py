@@ -100,6 +100,8 @@ def test_homeowner_talks_to_a_person_and_the_operator_sees_the_context(app, runt
     r = op.post(f"/ops/tickets/{ticket.ticket_id}/resolve", data={"resolution": "Called, descaled together",
                                                                   "csrf": _csrf(detail)})
     assert r.status_code == 303 and runtime.actions.ticket(ticket.ticket_id).status == "resolved"
+    assert runtime.actions.ticket(ticket.ticket_id).resolved_by == "op"
+    assert 'by <strong class="resolved-by">op</strong>' in op.get(f"/ops/tickets/{ticket.ticket_id}").text
     assert op.get(f"/ops/tickets/{10**6}").status_code == 404
     fleet = op.get("/ops/fleet").text
     assert "Health by kind" in fleet and "Air conditioner" in fleet and "<svg" in fleet
