@@ -22,7 +22,7 @@ from starlette.routing import Mount, Route
 from foresight.api import create_app
 from foresight.runtime import Runtime
 from foresight.security import SESSION_COOKIE, csrf_token
-from tests.foresight.people import USERS, api_runtime, signed_in
+from tests.foresight.people import api_runtime, page_signed_in, signed_in
 
 PRINCIPALS = ("home1", "home2", "tech1", "tech2", "op")
 #: Routes anyone may call (sign-in, readiness, the API's own documentation, static files).
@@ -124,9 +124,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runtime, F
 
 
 def _page_client(app: FastAPI, user_id: str) -> tuple[TestClient, str]:
-    client = TestClient(app, follow_redirects=False)
-    response = client.post("/login", data={"user_id": user_id, "password": USERS[user_id][2]})
-    assert response.status_code == 303
+    client = page_signed_in(app, user_id)
     return client, csrf_token(app.state.gate.secret_key, client.cookies[SESSION_COOKIE])
 
 

@@ -28,6 +28,29 @@ def _sign_in(page: Page, user_id: str) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
+def test_another_site_cannot_sign_the_browser_in(page: Page, live_app: LiveApp) -> None:
+    """Login CSRF in a real browser: another site's auto-posted form with the attacker's password is refused."""
+    page.goto("/login")  # the victim has seen the sign-in page: their browser holds its cookie
+    attacker = "http://evil.example/"  # served by the browser's own route stub: no network
+
+    def evil_page(route: Any) -> None:
+        route.fulfill(content_type="text/html", body=(
+            f'<form method="post" action="{live_app.url}/login">'
+            f'<input name="user_id" value="home2"><input name="password" value="{USERS["home2"][2]}">'
+            '<button>Win a prize</button></form>'))
+
+    page.route(attacker, evil_page)
+    page.goto(attacker)
+    page.get_by_role("button", name="Win a prize").click()
+    expect(page.get_by_role("alert")).to_contain_text("This sign-in form has expired")
+    assert not [c for c in page.context.cookies() if c["name"] == "foresight_session"]
+    # The page it lands on is a working sign-in form, and the victim's own sign-in goes through.
+    page.get_by_label("User name").fill("home1")
+    page.get_by_label("Password").fill(USERS["home1"][2])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Your appliances")).to_be_visible()
+
+
 def test_homeowner_asks_for_a_person_and_an_operator_resolves_it(page: Page, live_app: LiveApp) -> None:
     _sign_in(page, "home1")
     expect(page.get_by_role("heading", name="Your appliances")).to_be_visible()
