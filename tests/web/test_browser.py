@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
+from actions import HouseholdPrefs
 from ingest.store import DeviceInfo
 from tests.foresight.people import USERS, _prediction
 from tests.web.conftest import LiveApp, screenshot
@@ -128,3 +129,21 @@ def test_technician_sees_the_job_with_its_diagnosis_and_completes_it(page: Page,
     assert booking.status == "completed" and booking.parts == ("F-2500",) and booking.outcome == "part_replaced"
     expect(page.get_by_role("heading", name="Recently completed")).to_be_visible()
     screenshot(page, "technician-completed")
+
+
+def test_a_chinese_speaking_homeowner_reads_the_page_and_the_message_in_chinese(page: Page,
+                                                                              live_app: LiveApp) -> None:
+    rt = live_app.runtime
+    rt.actions.upsert_household(HouseholdPrefs(household_id="hh-2", language="zh", timezone="Asia/Shanghai"))
+    prediction = _prediction(rt.clock, "ac-1", "air_conditioner", "refrigerant_leak", p=0.8, ttf=70)  # type: ignore[arg-type]
+    rt.predictions.save([prediction])
+    outcome = rt.actions.handle([prediction])[0]
+    _sign_in(page, "home2")
+    expect(page.get_by_role("heading", name="您的电器")).to_be_visible()
+    assert outcome.notification_id is not None and outcome.booking_id is not None  # a visit, and a notice of it
+    note = page.locator(f'li.note[data-notification="{outcome.notification_id}"]')
+    expect(note).to_have_attribute("lang", "zh")
+    expect(note).to_contain_text("已预约")
+    expect(page.locator("li.device").filter(has_text="空调")).to_contain_text("制冷剂泄漏")  # the mode, in Chinese
+    expect(page.locator("html")).to_have_attribute("lang", "zh")
+    screenshot(page, "homeowner-home-zh")  # Chinese glyphs need fonts-noto-cjk (.ci/run installs it)
