@@ -13,9 +13,8 @@ until the household's quiet hours end, or suppressed. Rules, first match wins:
 4. **Quiet hours**: ``now`` inside the household's quiet hours (local time) → held until they end.
    A notification that is only useful before a time (``act_by``: a visit's start, for the
    booked / moved / reminder / cancelled notices) is held at most until ``act_by −
-   config.act_margin``; when that is already past it is sent now (rule ``timely``): a homeowner
-   woken at 07:30 by a technician at the door, told at 07:00 that a visit was booked for 08:00,
-   is worse off than one told at 06:00.
+   config.act_margin``; when that is already past it is sent now (rule ``timely``). Held until
+   quiet hours end at 08:00, the notice of a 07:30 visit would arrive after the technician.
 5. Otherwise sent now.
 
 Informational notifications (``Urgency.INFO``: booking confirmations, reminders, a person's reply)
