@@ -35,7 +35,7 @@ from .records import (
 from .service import ActionService, seed_technicians
 from .tickets import LABEL_OUTCOMES as TICKET_OUTCOMES
 from .tickets import RESOLUTION_ACTIONS
-from .visits import BOOKING_OUTCOMES, CANCELLED_BY, TechnicianJob
+from .visits import BOOKING_OUTCOMES, CANCELLED_BY, OPEN_VISIT, TechnicianJob
 from .webhook import HttpWebhookSender, RetryConfig, WebhookSender, sign, verify_signature
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "CANCELLED_BY",
     "ERROR_CODES",
     "NOTIFICATION_ACTIONS",
+    "OPEN_VISIT",
     "RESOLUTION_ACTIONS",
     "TICKET_OUTCOMES",
     "ActionService",

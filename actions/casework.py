@@ -74,8 +74,12 @@ class CaseworkMixin(ServiceCore):
             return Ticket._from_row(row)
 
     def resolve_ticket(self, ticket_id: int, resolution: str, *, action: str = "dismiss",
-                       outcome: str | None = None, message: str | None = None) -> Ticket:
+                       outcome: str | None = None, message: str | None = None,
+                       actor: str | None = None) -> Ticket:
         """Resolve an open ticket by a person, choosing what happens next, and record a label.
+
+        ``actor`` is the user id of that person (the API and the pages always pass it); it is
+        kept as ``resolved_by`` and in ``context["resolved"]["by"]``.
 
         ``action``: ``notify`` (the household gets ``message`` or the resolution as a message from
         the service team), ``book`` (a technician visit before the case's deadline; NoSlot leaves
@@ -121,8 +125,9 @@ class CaseworkMixin(ServiceCore):
             else:
                 context_extra = {}
             row.status, row.resolved_at, row.resolution = "resolved", now, resolution[:4000]
-            row.resolution_action = action
-            row.context = {**row.context, "resolved": {"action": action, **context_extra}}
+            row.resolution_action, row.resolved_by = action, actor
+            row.context = {**row.context, "resolved": {"action": action, "by": actor, "at": now.isoformat(),
+                                                        **context_extra}}
             if device is not None and kind:
                 label = record_label(s, device_id=device.device_id, kind=kind,
                                      mode=row.mode or (f"error:{row.code}" if row.code else row.category),

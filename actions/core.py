@@ -73,8 +73,12 @@ class ServiceCore:
 
     def _notify_visit(self, s: Session, booking: BookingRow, *, kind: str, template: str,
                       case_id: int | None, now: datetime, why: str = "",
-                      noticed: str | None = None) -> NotificationRow | None:
-        """Tell the household about its visit (booked, reminder, moved, cancelled)."""
+                      noticed: str | None = None, act_by: datetime | None = None) -> NotificationRow | None:
+        """Tell the household about its visit (booked, reminder, moved, cancelled).
+
+        Quiet hours hold the notice at most until shortly before the visit (``act_by``, default
+        its start): a notice about a visit is useless once the technician is at the door.
+        """
         if booking.household_id is None:
             return None
         tech = s.get(TechnicianRow, booking.technician_id)
@@ -85,7 +89,7 @@ class ServiceCore:
         row, _ = create_notification(s, NewNotification(
             household_id=booking.household_id, device_id=booking.device_id, kind=kind, mode=booking.mode,
             template=template, urgency=Urgency.INFO, case_id=case_id, booking_id=booking.id,
-            values=values), config=self._delivery, now=now)
+            values=values, act_by=act_by or booking.start_at), config=self._delivery, now=now)
         return row
 
     @staticmethod

@@ -183,6 +183,9 @@ class BookingRow(Base):
     cancel_reason: Mapped[str | None] = mapped_column(Text, default=None)
     outcome: Mapped[str | None] = mapped_column(String(32), default=None)
     parts: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    #: The signed-in user who completed / cancelled the visit (None: automation or a script).
+    completed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    cancelled_by: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class TicketRow(Base):
@@ -216,6 +219,8 @@ class TicketRow(Base):
     features: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     resolution_action: Mapped[str | None] = mapped_column(String(16), default=None)
     notification_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    #: The signed-in user who resolved the ticket (None: resolved by a script).
+    resolved_by: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class DecisionLogRow(Base):

@@ -11,6 +11,10 @@ until the household's quiet hours end, or suppressed. Rules, first match wins:
 3. **Storm cap** (``Urgency.ALERT`` only): ``config.storm_max`` alerts to the household inside
    ``config.storm_window`` already → suppressed (several devices flapping at once).
 4. **Quiet hours**: ``now`` inside the household's quiet hours (local time) → held until they end.
+   A notification that is only useful before a time (``act_by``: a visit's start, for the
+   booked / moved / reminder / cancelled notices) is held at most until ``act_by −
+   config.act_margin``; when that is already past it is sent now (rule ``timely``). Held until
+   quiet hours end at 08:00, the notice of a 07:30 visit would arrive after the technician.
 5. Otherwise sent now.
 
 Informational notifications (``Urgency.INFO``: booking confirmations, reminders, a person's reply)
@@ -96,10 +100,12 @@ class DeliveryConfig:
     cooldown: timedelta = field(default=timedelta(hours=24))
     storm_window: timedelta = field(default=timedelta(hours=6))
     storm_max: int = 3
+    #: How long before ``act_by`` (a visit's start) a held notice must reach the household.
+    act_margin: timedelta = field(default=timedelta(hours=1))
 
     def __post_init__(self) -> None:
-        if self.cooldown < timedelta(0) or self.storm_window < timedelta(0):
-            raise ValueError("cooldown and storm_window cannot be negative")
+        if self.cooldown < timedelta(0) or self.storm_window < timedelta(0) or self.act_margin < timedelta(0):
+            raise ValueError("cooldown, storm_window and act_margin cannot be negative")
         if self.storm_max < 1:
             raise ValueError("storm_max must be at least 1")
 
@@ -150,8 +156,13 @@ def quiet_until(now: datetime, prefs: DeliveryPrefs) -> datetime | None:
 
 
 def plan_delivery(*, device_id: str, mode: str, urgency: Urgency, prefs: DeliveryPrefs,
-                  past: Sequence[PastAlert], config: DeliveryConfig, now: datetime) -> DeliveryPlan:
-    """How (and whether) to deliver one notification; see the module docstring for the rules."""
+                  past: Sequence[PastAlert], config: DeliveryConfig, now: datetime,
+                  act_by: datetime | None = None) -> DeliveryPlan:
+    """How (and whether) to deliver one notification; see the module docstring for the rules.
+
+    ``act_by``: the notification is of no use after this time (a visit's start); quiet hours
+    hold it at most until ``config.act_margin`` before it.
+    """
     if urgency is Urgency.SAFETY:
         return DeliveryPlan(send=True, deliver_at=now, channels=prefs.channels, rule="safety",
                             reason="safety: delivered at once, quiet hours or not")
@@ -168,6 +179,16 @@ def plan_delivery(*, device_id: str, mode: str, urgency: Urgency, prefs: Deliver
                                 reason=f"{len(recent)} alerts to this household in the last "
                                        f"{config.storm_window.total_seconds() / 3600:g} h")
     until = quiet_until(now, prefs)
+    if until is not None and act_by is not None and act_by - config.act_margin < until:
+        latest = act_by - config.act_margin
+        if latest <= now:
+            return DeliveryPlan(send=True, deliver_at=now, channels=prefs.channels, rule="timely",
+                                reason=f"quiet hours until {until:%Y-%m-%d %H:%M}Z, but it concerns "
+                                       f"{act_by:%Y-%m-%d %H:%M}Z: delivered now")
+        return DeliveryPlan(send=True, deliver_at=latest, channels=prefs.channels, rule="quiet_hours",
+                            reason=f"quiet hours: held until {latest:%Y-%m-%d %H:%M}Z, "
+                                   f"{config.act_margin.total_seconds() / 60:g} min before "
+                                   f"{act_by:%Y-%m-%d %H:%M}Z (quiet hours end {until:%H:%M}Z)")
     if until is not None:
         return DeliveryPlan(send=True, deliver_at=until, channels=prefs.channels, rule="quiet_hours",
                             reason=f"quiet hours: held until {until:%Y-%m-%d %H:%M}Z")

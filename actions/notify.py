@@ -55,6 +55,8 @@ class NewNotification:
     code: str | None = None
     booking_id: int | None = None
     ticket_id: int | None = None
+    #: Of no use after this time (a visit's start): quiet hours hold it at most until shortly before.
+    act_by: datetime | None = None
 
 
 def create_notification(s: Session, note: NewNotification, *, config: DeliveryConfig,
@@ -67,7 +69,7 @@ def create_notification(s: Session, note: NewNotification, *, config: DeliveryCo
         .where(NotificationRow.household_id == note.household_id,
                NotificationRow.severity.in_(_ALERT_SEVERITIES), NotificationRow.created_at > since))]
     plan = plan_delivery(device_id=note.device_id, mode=note.mode, urgency=note.urgency,
-                         prefs=prefs.delivery, past=past, config=config, now=now)
+                         prefs=prefs.delivery, past=past, config=config, now=now, act_by=note.act_by)
     if not plan.send:
         return None, plan
     values = {k: _localise(v, prefs) for k, v in note.values.items()}

@@ -183,6 +183,9 @@ class Booking:
     parts: tuple[str, ...] = ()
     reminded_at: datetime | None = None
     cancel_reason: str | None = None
+    #: Who completed / cancelled it: a user id, None for automation or a script.
+    completed_by: str | None = None
+    cancelled_by: str | None = None
 
     @classmethod
     def _from_row(cls, row: BookingRow) -> Booking:
@@ -190,7 +193,8 @@ class Booking:
                    mode=row.mode, household_id=row.household_id, start=row.start_at,
                    end=row.end_at, status=row.status, diagnosis=row.diagnosis, case_id=row.case_id,
                    reason=row.reason, outcome=row.outcome, parts=tuple(row.parts or ()),
-                   reminded_at=row.reminded_at, cancel_reason=row.cancel_reason)
+                   reminded_at=row.reminded_at, cancel_reason=row.cancel_reason,
+                   completed_by=row.completed_by, cancelled_by=row.cancelled_by)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -227,6 +231,8 @@ class Ticket:
     #: A person asked for a person: only a person answers or closes it.
     human_only: bool = False
     resolution_action: str | None = None
+    #: The user id of the person who resolved it (None: resolved by a script).
+    resolved_by: str | None = None
 
     @classmethod
     def _from_row(cls, row: TicketRow) -> Ticket:
@@ -236,7 +242,7 @@ class Ticket:
                    resolution=row.resolution, context=dict(row.context), case_id=row.case_id,
                    kind=row.kind, code=row.code, due_at=row.due_at,
                    escalation_level=row.escalation_level, human_only=row.human_only,
-                   resolution_action=row.resolution_action)
+                   resolution_action=row.resolution_action, resolved_by=row.resolved_by)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

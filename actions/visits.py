@@ -27,10 +27,15 @@ from .records import Booking, Label
 from .scheduling import ACTIVE_BOOKING, BookingRequest, move_booking, release_slots, skill_for, visit_mode
 from .tickets import open_ticket, record_label
 
-__all__ = ["BOOKING_OUTCOMES", "CANCELLED_BY", "TechnicianJob", "VisitsMixin"]
+__all__ = ["BOOKING_OUTCOMES", "CANCELLED_BY", "OPEN_VISIT", "TechnicianJob", "VisitsMixin"]
 
 #: Who may cancel a visit.
 CANCELLED_BY: tuple[str, ...] = ("homeowner", "technician", "operator")
+
+#: Visits a technician is still working on: coming up, under way, or ended without an outcome
+#: (``overdue``: the outcome can still be written). Only these give the technician access to the
+#: device; a cancelled or completed visit gives none.
+OPEN_VISIT: tuple[str, ...] = (*ACTIVE_BOOKING, "overdue")
 
 #: What a technician can record on completing a visit.
 BOOKING_OUTCOMES: tuple[str, ...] = ("confirmed_fault", "no_fault_found", "part_replaced")
@@ -120,17 +125,21 @@ class VisitsMixin(ServiceCore):
                                           or start + request.duration > request.deadline):
                     raise ValueError(f"a visit can move to between {now + self._booking_lead:%Y-%m-%d %H:%M} "
                                      f"and {request.deadline - request.duration:%Y-%m-%d %H:%M} UTC")
+                was_at = row.start_at
                 if not move_booking(s, row, request, start=start):
                     if start is not None:
                         raise SlotTaken(f"{start.isoformat()} is not free for booking {booking_id}")
                     raise NoSlot(f"no later slot for booking {booking_id}")
-                self._notify_visit(s, row, kind=kind, template="booking_rescheduled", case_id=row.case_id, now=now)
+                # The household expects the technician at the old time: say so before then.
+                self._notify_visit(s, row, kind=kind, template="booking_rescheduled", case_id=row.case_id, now=now,
+                                   act_by=min(was_at, row.start_at))
                 return Booking._from_row(row)
         except IntegrityError:
             raise SlotTaken(f"the slot for booking {booking_id} was just taken by another booking") from None
 
-    def cancel_booking(self, booking_id: int, *, reason: str, by: str = "homeowner") -> Booking:
-        """Cancel a visit and free its hours.
+    def cancel_booking(self, booking_id: int, *, reason: str, by: str = "homeowner",
+                       actor: str | None = None) -> Booking:
+        """Cancel a visit and free its hours; ``by`` is the role, ``actor`` the user id (kept as ``cancelled_by``).
 
         Cancelled by anyone but the homeowner, the household is told. If the visit's case is
         still open, a person follows up (a ``booking_cancelled`` ticket): the fault has not gone away.
@@ -143,6 +152,7 @@ class VisitsMixin(ServiceCore):
         with self._sessions.begin() as s:
             row = _lock_booking(s, booking_id, ACTIVE_BOOKING)
             row.status, row.cancelled_at, row.cancel_reason = "cancelled", now, f"{by}: {reason}"[:2000]
+            row.cancelled_by = actor
             release_slots(s, row.id)
             device = s.get(DeviceRow, row.device_id)
             kind = device.kind if device else ""
@@ -160,8 +170,10 @@ class VisitsMixin(ServiceCore):
             return Booking._from_row(row)
 
     def complete_booking(self, booking_id: int, diagnosis: str, *, outcome: str = "confirmed_fault",
-                         parts: tuple[str, ...] | list[str] = ()) -> Booking:
+                         parts: tuple[str, ...] | list[str] = (), actor: str | None = None) -> Booking:
         """Record the technician's visit: what was found (``outcome``) and the parts used, as a label.
+
+        ``actor``: the user id of who recorded it (kept as ``completed_by``).
 
         The case stays open: the features still hold pre-repair readings for a while, and
         closing now would re-alert on them. ``close_recovered_cases`` closes it once the
@@ -174,9 +186,9 @@ class VisitsMixin(ServiceCore):
             raise ValueError("at most 50 parts")
         now = self._clock.now()
         with self._sessions.begin() as s:
-            row = _lock_booking(s, booking_id, (*ACTIVE_BOOKING, "overdue"))
+            row = _lock_booking(s, booking_id, OPEN_VISIT)
             row.status, row.diagnosis, row.completed_at = "completed", diagnosis, now
-            row.outcome, row.parts = outcome, list(clean_parts)
+            row.outcome, row.parts, row.completed_by = outcome, list(clean_parts), actor
             # The slot finder treats a finished visit's hours as free again; so must the claims.
             release_slots(s, row.id)
             device = s.get(DeviceRow, row.device_id)
@@ -243,7 +255,7 @@ class VisitsMixin(ServiceCore):
         """A technician's active and overdue visits (of one UTC day, if given) with their diagnosis."""
         with self._sessions() as s:
             query = select(BookingRow).where(BookingRow.technician_id == technician_id,
-                                             BookingRow.status.in_((*ACTIVE_BOOKING, "overdue")))
+                                             BookingRow.status.in_(OPEN_VISIT))
             if day is not None:
                 start = datetime(day.year, day.month, day.day, tzinfo=self._clock.now().tzinfo)
                 query = query.where(BookingRow.start_at >= start, BookingRow.start_at < start + timedelta(days=1))
@@ -261,6 +273,12 @@ class VisitsMixin(ServiceCore):
                         "reason": decision.reason},
                     readings=readings_summary(s, row.device_id, last_n=self._readings_in_context)))
             return jobs
+
+    def technician_devices(self, technician_id: str) -> frozenset[str]:
+        """The devices a technician may read: those of their open visits (``OPEN_VISIT``)."""
+        with self._sessions() as s:
+            return frozenset(s.scalars(select(BookingRow.device_id).where(
+                BookingRow.technician_id == technician_id, BookingRow.status.in_(OPEN_VISIT))))
 
     def labels(self, *, device_id: str | None = None, limit: int = 1000) -> list[Label]:
         """Recorded outcomes (newest first), optionally of one device."""

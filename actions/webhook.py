@@ -8,18 +8,20 @@ A delivery is a POST of a JSON body with two headers::
 The receiver recomputes the HMAC over the timestamp and the raw body and compares in constant
 time (``verify_signature``), refusing old timestamps to stop replays. Any 2xx is delivered; other
 statuses and network errors are retried from the outbox with exponential backoff
-(``retry_delay``) until ``max_attempts``, then the entry is ``failed``.
+(``retry_delay``) until ``max_attempts``, then the entry is ``failed``. The sender connects only to
+addresses it checked are public (SSRF, DNS rebinding): see ``HttpWebhookSender``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import socket
-import urllib.error
+import ssl
 import urllib.parse
-import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -29,12 +31,15 @@ __all__ = [
     "TIMESTAMP_HEADER",
     "DeliveryResult",
     "HttpWebhookSender",
+    "Resolver",
     "RetryConfig",
     "WebhookSender",
     "private_destination",
+    "refused_addresses",
     "retry_delay",
     "sign",
     "signed_headers",
+    "system_resolver",
     "verify_signature",
 ]
 
@@ -103,55 +108,124 @@ class WebhookSender(Protocol):
     def send(self, *, url: str, body: bytes, headers: dict[str, str]) -> DeliveryResult: ...
 
 
-class HttpWebhookSender:
-    """``WebhookSender`` over the standard library's HTTP client (no redirects followed)."""
+#: Resolves a host name and port to the addresses to connect to (``socket.getaddrinfo`` by default).
+Resolver = Callable[[str, int], Sequence[str]]
 
-    def __init__(self, *, timeout_s: float = 10.0, allow_private: bool = False) -> None:
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """The host's TCP addresses from the system resolver, in its order, without duplicates."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class HttpWebhookSender:
+    """``WebhookSender`` over the standard library's HTTP client, pinned to the checked addresses.
+
+    The host is resolved **once** per delivery (``resolver``); every address must be public unless
+    ``allow_private``; the connection then goes to those addresses and no others, while the
+    ``Host`` header, TLS SNI and certificate check still use the name. A DNS answer that changes
+    between the check and the connection (rebinding) therefore cannot send the request inside the
+    network. No redirects are followed and no proxy from the environment is used.
+    """
+
+    def __init__(self, *, timeout_s: float = 10.0, allow_private: bool = False,
+                 resolver: Resolver = system_resolver, tls: ssl.SSLContext | None = None) -> None:
         self._timeout = timeout_s
         self._allow_private = allow_private
-        self._opener = urllib.request.build_opener(_NoRedirect)
+        self._resolver = resolver
+        self._tls = tls or ssl.create_default_context()
 
     def send(self, *, url: str, body: bytes, headers: dict[str, str]) -> DeliveryResult:
         """POST ``body`` to ``url``; any 2xx is success."""
         if not url.startswith(("http://", "https://")):
             return DeliveryResult(ok=False, error=f"not an http(s) URL: {url[:80]!r}")
-        if not self._allow_private and (refused := private_destination(url)):
-            return DeliveryResult(ok=False, error=refused)
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
         try:
-            with self._opener.open(request, timeout=self._timeout) as response:
+            parts = urllib.parse.urlsplit(url)
+            host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as err:
+            return DeliveryResult(ok=False, error=f"bad URL: {err}"[:500])
+        try:
+            addresses = list(self._resolver(host, port))
+        except (OSError, UnicodeError) as err:
+            return DeliveryResult(ok=False, error=f"cannot resolve {host[:80]}: {err}"[:500])
+        if not addresses:
+            return DeliveryResult(ok=False, error=f"cannot resolve {host[:80]}: no address")
+        if not self._allow_private and (refused := refused_addresses(host, addresses)):
+            return DeliveryResult(ok=False, error=refused)
+        target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+        connection: http.client.HTTPConnection
+        if parts.scheme == "https":
+            connection = _PinnedHTTPS(host, port, addresses=addresses, timeout=self._timeout, tls=self._tls)
+        else:
+            connection = _PinnedHTTP(host, port, addresses=addresses, timeout=self._timeout)
+        try:
+            connection.request("POST", target, body=body, headers=headers)
+            with connection.getresponse() as response:
                 status = int(response.status)
-        except urllib.error.HTTPError as err:
-            err.close()
-            return DeliveryResult(ok=False, status=err.code, error=f"HTTP {err.code}")
-        except (urllib.error.URLError, OSError, ValueError) as err:
+                response.read(64 * 1024)  # a bounded drain; the body is not used
+        except (OSError, http.client.HTTPException, ValueError) as err:
             return DeliveryResult(ok=False, error=f"{type(err).__name__}: {err}"[:500])
+        finally:
+            connection.close()
         return DeliveryResult(ok=200 <= status < 300, status=status,
                               error="" if 200 <= status < 300 else f"HTTP {status}")
 
 
-def private_destination(url: str) -> str:
-    """Why ``url`` must not be called, or "" when every address its host resolves to is public.
-
-    A homeowner chooses the webhook URL, so without this check anyone could make the backend POST
-    to loopback, the private network or a cloud metadata address (SSRF). A host that does not
-    resolve is left to the request to fail and be retried. The names are resolved again when
-    connecting, so a DNS answer changing in between (rebinding) is not covered; an egress proxy or
-    firewall is the complete answer (docs/people.md).
-    """
-    host = urllib.parse.urlsplit(url).hostname or ""
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError):
-        return ""
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+def refused_addresses(host: str, addresses: Sequence[str]) -> str:
+    """Why these addresses of ``host`` must not be called, or "" when every one is public (pure)."""
+    for raw in addresses:
+        address = ipaddress.ip_address(raw.split("%", 1)[0])
         if not address.is_global:
             return f"refused: {host} resolves to a non-public address ({address})"
     return ""
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # A signed delivery goes where the household said, not wherever a 3xx points.
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
+def private_destination(url: str, *, resolver: Resolver = system_resolver) -> str:
+    """Why ``url`` must not be called, or "" when every address its host resolves to is public.
+
+    A homeowner chooses the webhook URL, so without this check anyone could make the backend POST
+    to loopback, the private network or a cloud metadata address (SSRF). A host that does not
+    resolve passes here (the delivery then fails and is retried). ``HttpWebhookSender`` does the
+    same check on the very addresses it then connects to, so DNS rebinding is covered there.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname or "", parts.port or 443
+        addresses = resolver(host, port)
+    except (OSError, UnicodeError, ValueError):
+        return ""
+    return refused_addresses(host, addresses)
+
+
+def _connect(addresses: Sequence[str], port: int, timeout: float | None) -> socket.socket:
+    """A TCP connection to the first of ``addresses`` that answers (never a fresh DNS lookup)."""
+    error: OSError = OSError("no address to connect to")
+    for address in addresses:
+        try:
+            return socket.create_connection((address, port), timeout=timeout)
+        except OSError as err:
+            error = err
+    raise error
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    # http.client would resolve self.host again in connect(); connect to the checked addresses instead.
+    def __init__(self, host: str, port: int, *, addresses: Sequence[str], timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._addresses = tuple(addresses)
+
+    def connect(self) -> None:
+        self.sock = _connect(self._addresses, self.port, self.timeout)
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    # The TCP connection goes to a checked address; SNI and the certificate check use the name.
+    def __init__(self, host: str, port: int, *, addresses: Sequence[str], timeout: float,
+                 tls: ssl.SSLContext) -> None:
+        super().__init__(host, port, timeout=timeout, context=tls)
+        self._addresses = tuple(addresses)
+        self._tls_context = tls
+
+    def connect(self) -> None:
+        sock = _connect(self._addresses, self.port, self.timeout)
+        self.sock = self._tls_context.wrap_socket(sock, server_hostname=self.host)

@@ -8,7 +8,7 @@ route                                  who                          someone else
 =====================================  ===========================  ==========================
 /devices, /devices/{id}                homeowner (own household),   404
                                        technician (devices of own
-                                       jobs), operator (all)
+                                       open visits), operator (all)
 /households/{id}/notifications[...]    that household's homeowner;  404 (other household),
                                        operators read               403 (technician)
 /households/{id}/talk-to-person        that household's homeowner   404 / 403
@@ -258,8 +258,9 @@ def create_app(rt: Runtime, *, auth_clock: Clock | None = None) -> FastAPI:
             raise HTTPException(404, f"device {device_id} not found")
         return device
 
-    def _technician_devices(who: Principal) -> set[str]:
-        return {b.device_id for b in rt.actions.bookings_for_technician(who.technician_id or "")}
+    def _technician_devices(who: Principal) -> frozenset[str]:
+        # Only open visits (coming up, under way, overdue): a past visit gives no lasting access.
+        return rt.actions.technician_devices(who.technician_id or "")
 
     # -- homeowner ----------------------------------------------------------------------------
 
@@ -366,7 +367,7 @@ def create_app(rt: Runtime, *, auth_clock: Clock | None = None) -> FastAPI:
         """Cancel a visit, saying why (a person follows up while the fault is still expected)."""
         own_household(who, household_id)
         owned_visit(household_id, booking_id)
-        return rt.actions.cancel_booking(booking_id, reason=body.reason, by="homeowner")
+        return rt.actions.cancel_booking(booking_id, reason=body.reason, by="homeowner", actor=who.user_id)
 
     def owned_visit(household_id: str, booking_id: int) -> Booking:
         booking = rt.actions.booking(booking_id)
@@ -416,7 +417,8 @@ def create_app(rt: Runtime, *, auth_clock: Clock | None = None) -> FastAPI:
         """The technician finished the visit: what they found (the outcome is a label) and the parts used."""
         own_technician(who, technician_id)
         owned_booking(technician_id, booking_id)
-        return rt.actions.complete_booking(booking_id, body.diagnosis, outcome=body.outcome, parts=body.parts)
+        return rt.actions.complete_booking(booking_id, body.diagnosis, outcome=body.outcome, parts=body.parts,
+                                           actor=who.user_id)
 
     def owned_booking(technician_id: str, booking_id: int) -> Booking:
         booking = rt.actions.booking(booking_id)
@@ -440,7 +442,7 @@ def create_app(rt: Runtime, *, auth_clock: Clock | None = None) -> FastAPI:
     def resolve(ticket_id: Id, body: Resolution, who: Operator) -> Ticket:
         """Resolve a ticket: what was done, what happens next (notify / book / dismiss), the label."""
         return rt.actions.resolve_ticket(ticket_id, body.resolution, action=body.action, outcome=body.outcome,
-                                         message=body.message)
+                                         message=body.message, actor=who.user_id)
 
     @app.post("/bookings/{booking_id}/reschedule", tags=["operator"])
     def reschedule(booking_id: Id, body: Reschedule, who: Operator) -> Booking:
@@ -450,7 +452,7 @@ def create_app(rt: Runtime, *, auth_clock: Clock | None = None) -> FastAPI:
     @app.post("/bookings/{booking_id}/cancel", tags=["operator"])
     def cancel(booking_id: Id, body: Cancellation, who: Operator) -> Booking:
         """Cancel a visit, saying why."""
-        return rt.actions.cancel_booking(booking_id, reason=body.reason, by="operator")
+        return rt.actions.cancel_booking(booking_id, reason=body.reason, by="operator", actor=who.user_id)
 
     mount_web(app, rt=rt, gate=gate, visible_device=visible_device, owned_booking=owned_booking,
               owned_visit=owned_visit, open_person_ticket=open_person_ticket,

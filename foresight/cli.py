@@ -48,6 +48,7 @@ def demo(
     seed: Annotated[int, typer.Option(min=0, help="Fleet seed.")] = 7,
     api: Annotated[bool, typer.Option(help="Serve the HTTP API on FORESIGHT_API_HOST:PORT.")] = True,
     live: Annotated[bool, typer.Option(help="Live summary in the terminal.")] = True,
+    technicians: Annotated[bool, typer.Option(help="Simulated technicians complete the visits.")] = True,
 ) -> None:
     """Run the whole loop on embedded defaults: broker, SQLite, simulated fleet, ingest, scoring, actions, API."""
     from .demo import DemoOptions, run_demo
@@ -58,7 +59,8 @@ def demo(
     # run and says so at WARNING on every tick. Expected, so not shown in the demo's terminal.
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
     run_demo(settings, DemoOptions(duration_s=duration, summary_json=summary_json, devices=devices,
-                                   speed=speed * 3600.0, seed=seed, api=api, live=live))
+                                   speed=speed * 3600.0, seed=seed, api=api, live=live,
+                                   technicians=technicians))
 
 
 @app.command()

@@ -3,7 +3,8 @@
 An embedded amqtt broker (unless FORESIGHT_MQTT_URL names a real one), SQLite under ./var, a
 simulated fleet publishing on an accelerated clock, the ingester, the scoring sweep, the actions
 and the API on http://127.0.0.1:8000. With ``duration`` it stops by itself and writes a summary,
-scored against the simulator's ground truth.
+scored against the simulator's ground truth. Simulated technicians (``demo_technician``) complete
+each visit when it ends with what the simulator says they would find, so outcomes become labels.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from actions.booking import Technician
-from actions.db import BookingRow, CaseRow, NotificationRow, TicketRow
+from actions.db import BookingRow, CaseRow, LabelRow, NotificationRow, TicketRow
+from actions.learning import outcome_labels
 from devices_sim import Fleet, GroundTruth, Publisher, write_ground_truth_jsonl, write_manifest_csv
 from ingest.clock import AcceleratedClock
 from ingest.contract import PROFILES
@@ -39,6 +41,7 @@ from .api import create_app
 from .broker import EmbeddedBroker
 from .demo_logins import seed_demo_logins
 from .demo_people import seed_demo_households
+from .demo_technician import SimulatedTechnicians
 from .runtime import Runtime, build_runtime
 from .settings import Settings
 from .training import train_on_simulation
@@ -76,6 +79,8 @@ class DemoOptions:
     train_days: int = 150
     var_dir: Path = Path("var")
     live: bool = True
+    #: Simulated technicians complete the visits (``demo_technician``); off: visits go overdue.
+    technicians: bool = True
 
 
 def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
@@ -100,8 +105,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
 
     clock = AcceleratedClock(DEMO_START, options.speed)
     rt = build_runtime(settings, clock=clock)
-    fleet = Fleet.build(n_devices=options.devices, seed=options.seed, start=DEMO_START - WARMUP,
-                        initial_wear="mixed", plant_after=WARMUP)
+    fleet = _demo_fleet(options)
     rt.store.register_devices(DeviceInfo(**row) for row in fleet.manifest())  # type: ignore[arg-type]
     write_manifest_csv(demo_dir / "manifest.csv", fleet.devices)
     rt.seed_technicians(list(DEMO_TECHNICIANS))
@@ -110,10 +114,15 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
 
     server, server_thread = (None, None)
     publisher = Publisher(fleet=fleet, host=host, port=port, now=clock.now, tls_context=tls)
+    # The same fleet again (same seed: same devices, same failures), for the technicians' eyes.
+    technicians = SimulatedTechnicians(rt, technician_ids=[t.technician_id for t in DEMO_TECHNICIANS],
+                                       shadow=_demo_fleet(options)) if options.technicians else None
     wall_start = time.monotonic()
     try:
         rt.start_ingest(host=host, port=port, username=user, password=password, tls_context=tls)
         rt.start_scheduler()
+        if technicians is not None:
+            technicians.start()
         if options.api:
             server, server_thread = _start_api(rt, settings)
             if server.started:
@@ -130,6 +139,8 @@ def run_demo(settings: Settings, options: DemoOptions) -> dict[str, Any]:
     except KeyboardInterrupt:
         console.print("stopping…")
     finally:
+        if technicians is not None:
+            technicians.stop()
         publisher.stop()
         if rt.ingester is not None:
             rt.ingester.wait_idle(timeout_s=10)
@@ -160,7 +171,10 @@ def summarize(rt: Runtime, truth: list[GroundTruth], *, sim_start: datetime, sim
     with Session(rt.engine) as s:
         n = {name: s.scalar(select(func.count()).select_from(table)) or 0
              for name, table in (("notifications", NotificationRow), ("bookings", BookingRow),
-                                 ("tickets", TicketRow))}
+                                 ("tickets", TicketRow), ("labels", LabelRow))}
+        visits = dict(s.execute(select(BookingRow.status, func.count()).group_by(BookingRow.status)).all())
+        outcomes = dict(s.execute(select(LabelRow.outcome, func.count()).where(LabelRow.source == "technician")
+                                  .group_by(LabelRow.outcome)).all())
         cases = list(s.execute(select(CaseRow.device_id, CaseRow.mode, CaseRow.opened_at)))
     failures = [g for g in truth if g.what == "failure" and sim_start <= g.at <= sim_end]
     leads: list[float] = []
@@ -172,6 +186,9 @@ def summarize(rt: Runtime, truth: list[GroundTruth], *, sim_start: datetime, sim
     return {
         "readings_ingested": counts["readings"], "rejected": counts["rejected"], "devices": counts["devices"],
         "notifications": n["notifications"], "bookings": n["bookings"], "tickets": n["tickets"],
+        "visits_completed": visits.get("completed", 0), "visits_overdue": visits.get("overdue", 0),
+        "visit_outcomes": {k: outcomes[k] for k in sorted(outcomes)},
+        "labels": n["labels"], "training_labels": len(outcome_labels(rt.engine)),
         "messages_published": published,
         "failures": len(failures),
         "failures_anticipated": len(leads),
@@ -183,6 +200,12 @@ def summarize(rt: Runtime, truth: list[GroundTruth], *, sim_start: datetime, sim
         "simulated_days": round((sim_end - sim_start).total_seconds() / 86400, 2),
         "wall_seconds": round(wall_s, 1), "speed": speed,
     }
+
+
+def _demo_fleet(options: DemoOptions) -> Fleet:
+    """The demo's fleet: deterministic by seed, so a second build is the same fleet."""
+    return Fleet.build(n_devices=options.devices, seed=options.seed, start=DEMO_START - WARMUP,
+                       initial_wear="mixed", plant_after=WARMUP)
 
 
 def _run_until(rt: Runtime, fleet: Fleet, options: DemoOptions, console: Console, wall_start: float) -> None:
@@ -202,8 +225,9 @@ def _live_table(rt: Runtime, fleet: Fleet) -> Table:
     summary = summarize(rt, fleet.ground_truth, sim_start=DEMO_START, sim_end=rt.clock.now(),
                         wall_s=0, speed=0, published=0)
     table = Table(title=f"simulated time {rt.clock.now():%Y-%m-%d %H:%M} UTC", show_header=False)
-    for key in ("readings_ingested", "rejected", "devices", "notifications", "bookings", "tickets",
-                "failures", "failures_anticipated", "failures_anticipated_48h", "median_lead_time_h"):
+    for key in ("readings_ingested", "rejected", "devices", "notifications", "bookings", "visits_completed",
+                "visits_overdue", "labels", "tickets", "failures", "failures_anticipated",
+                "failures_anticipated_48h", "median_lead_time_h"):
         table.add_row(key.replace("_", " "), str(summary[key]))
     if rt.ingester is not None:
         table.add_row("ingest queue", str(rt.ingester.queue_depth()))

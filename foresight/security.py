@@ -8,6 +8,10 @@
 * ``BodyLimit``: an ASGI middleware refusing bodies over the limit → 413, also when streamed without
   a Content-Length.
 * CSRF: web forms carry ``csrf_token(session)``, an HMAC of the session token under the secret key.
+  The sign-in form, which has no session yet, carries ``login_csrf_token(nonce)``: an HMAC of a
+  random nonce the sign-in page sets in its own ``SameSite=Strict`` cookie (``LOGIN_COOKIE``). A
+  cross-site post carries neither the cookie nor a matching token, so no other site can sign a
+  visitor in to an account of its choosing (login CSRF).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import hashlib
 import hmac
 import json
 import math
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -26,9 +31,12 @@ from fastapi import HTTPException, Request
 
 from .auth import AuthStore, Principal, Role
 
-__all__ = ["SESSION_COOKIE", "BodyLimit", "Gate", "RateLimited", "RateLimiter", "csrf_token"]
+__all__ = ["LOGIN_COOKIE", "SESSION_COOKIE", "BodyLimit", "Gate", "RateLimited", "RateLimiter", "csrf_token",
+           "login_csrf_token", "login_nonce"]
 
 SESSION_COOKIE = "foresight_session"
+#: The sign-in page's pre-session cookie: a random nonce the sign-in form's token is bound to.
+LOGIN_COOKIE = "foresight_login"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -70,6 +78,19 @@ class RateLimiter:
 def csrf_token(secret_key: str, session_token: str) -> str:
     """The CSRF token a web form of this session must carry."""
     return hmac.new(secret_key.encode(), b"csrf:" + session_token.encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def login_nonce(presented: str | None = None) -> str:
+    """The sign-in nonce: the one the browser presented when it looks like ours, else a new one."""
+    if presented and 32 <= len(presented) <= 64 and presented.isascii() and presented.replace("-", "").replace(
+            "_", "").isalnum():
+        return presented
+    return secrets.token_urlsafe(32)
+
+
+def login_csrf_token(secret_key: str, nonce: str) -> str:
+    """The token the sign-in form must carry: bound to the nonce in the browser's ``LOGIN_COOKIE``."""
+    return hmac.new(secret_key.encode(), b"login-csrf:" + nonce.encode(), hashlib.sha256).hexdigest()[:40]
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from actions.templates import APPLIANCE, mode_label
+from ingest.contract import PROFILES
+
 __all__ = ["LANGUAGES", "translator"]
 
 LANGUAGES = ("en", "zh")
@@ -41,8 +44,6 @@ _ZH: dict[str, str] = {
     "Watching for": "正在关注", "possibly within": "可能在", "days": "天内",
     "Connected": "在线", "Not heard from lately": "最近没有收到数据", "Offline": "离线",
     "Waiting for its first report": "等待首次上报", "last report": "最近上报",
-    "Rice cooker": "电饭煲", "Air conditioner": "空调",
-    "Scale buildup": "水垢堆积", "Heating element wear": "加热元件老化", "Filter clogging": "滤网堵塞",
     # cancel reasons
     "The time does not suit me": "这个时间不方便", "The problem is fixed": "问题已经解决", "I do not want a visit": "不需要上门",
     # settings
@@ -64,6 +65,13 @@ _ZH: dict[str, str] = {
     "There is no later time free yet; your visit stays as it is. Talk to a person for help.":
         "暂时没有更晚的空闲时间，上门安排保持不变。需要帮助请联系人工客服。",
 }
+
+
+# Appliance kinds and failure modes as the pages show them ("Refrigerant leak"), in the words the
+# notifications use (actions.templates), so a new kind or mode is translated where it is declared.
+_ZH.update({texts["en"]: texts["zh"] for texts in APPLIANCE.values()})
+_ZH.update({mode.name.replace("_", " ").capitalize(): mode_label(mode.name, "zh")
+            for profile in PROFILES.values() for mode in profile.failure_modes})
 
 
 def translator(language: str) -> Callable[[str], str]:

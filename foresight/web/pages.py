@@ -29,7 +29,17 @@ from actions import BOOKING_OUTCOMES, RESOLUTION_ACTIONS, TICKET_OUTCOMES, Inval
 from ..auth import InvalidCredentials, Principal, Role
 from ..runtime import Runtime
 from ..schemas import PreferencesIn, Window
-from ..security import SESSION_COOKIE, Gate, RateLimited, csrf_token, own_technician, require_role
+from ..security import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    Gate,
+    RateLimited,
+    csrf_token,
+    login_csrf_token,
+    login_nonce,
+    own_technician,
+    require_role,
+)
 from ..views import device_health, feed_cursor, fleet_overview, household_visits
 from .charts import bar_chart, line_chart
 from .i18n import translator
@@ -109,9 +119,9 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
                **context: Any) -> HTMLResponse:
         context.setdefault("lang", "en")
         context.setdefault("t", translator(context["lang"]))
+        csrf = context.pop("csrf", session.csrf if session else "")
         html = env.get_template(template).render(request=request, me=session.principal if session else None,
-                                                 csrf=session.csrf if session else "", now=rt.clock.now(),
-                                                 **context)
+                                                 csrf=csrf, now=rt.clock.now(), **context)
         return HTMLResponse(html, status_code=status, headers=_SECURITY_HEADERS)
 
     def page_session(request: Request, *roles: Role) -> _Session:
@@ -150,25 +160,41 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         found = gate.caller(request, cookie=True)
         return RedirectResponse(_HOME[found.principal.role] if found else "/login", status_code=303)
 
+    def login_form(request: Request, *, next_path: str, error: str | None = None, status: int = 200,
+                   fresh: bool = False) -> HTMLResponse:
+        # The form's token is bound to a nonce in the browser's own sign-in cookie (login CSRF).
+        nonce = login_nonce(None if fresh else request.cookies.get(LOGIN_COOKIE))
+        response = render(request, "login.html", session=None, status=status, next=next_path, error=error,
+                          csrf=login_csrf_token(gate.secret_key, nonce))
+        response.set_cookie(LOGIN_COOKIE, nonce, max_age=3600, httponly=True, samesite="strict",
+                            secure=settings.cookie_secure, path="/login")
+        return response
+
     @app.get("/login", include_in_schema=False)
     def login_page(request: Request, next: str = "") -> HTMLResponse:
-        return render(request, "login.html", session=None, next=_safe_next(next), error=None)
+        return login_form(request, next_path=_safe_next(next))
 
     @app.post("/login", include_in_schema=False)
     async def login_submit(request: Request) -> Response:
         data = await form(request)
         user_id, password = data.get("user_id", "").strip()[:64], data.get("password", "")[:256]
         next_path = _safe_next(data.get("next", ""))
+        nonce = request.cookies.get(LOGIN_COOKIE, "")
+        if not nonce or not hmac.compare_digest(data.get("csrf", ""), login_csrf_token(gate.secret_key, nonce)):
+            # Another site's form, or a page older than its cookie: no password is checked.
+            return login_form(request, next_path=next_path, status=403, fresh=True,
+                              error="This sign-in form has expired. Please sign in again.")
         try:
             gate.check_login_rate(request, user_id)
             token, expires, principal = await _in_thread(gate.auth.login, user_id, password, kind="session")
         except InvalidCredentials:
-            return render(request, "login.html", session=None, status=401, next=next_path,
-                          error="That user name and password do not match.")
+            return login_form(request, next_path=next_path, status=401,
+                              error="That user name and password do not match.")
         except RateLimited as exc:
-            return render(request, "login.html", session=None, status=429, next=next_path,
-                          error=f"Too many attempts. Please wait {exc.retry_after_s:.0f} seconds.")
+            return login_form(request, next_path=next_path, status=429,
+                              error=f"Too many attempts. Please wait {exc.retry_after_s:.0f} seconds.")
         response = RedirectResponse(next_path or _HOME[principal.role], status_code=303)
+        response.delete_cookie(LOGIN_COOKIE, path="/login")
         response.set_cookie(SESSION_COOKIE, token, max_age=int(settings.token_ttl_h * 3600), httponly=True,
                             samesite="lax", secure=settings.cookie_secure, path="/")
         return response
@@ -259,7 +285,8 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
                 moved = await _in_thread(rt.actions.reschedule_booking, booking_id)
                 flash = f"{t('Your visit is moved to')} {_when(moved.start, prefs.timezone)}."
             elif change == "cancel" and data.get("reason") in _CANCEL_REASONS:
-                await _in_thread(rt.actions.cancel_booking, booking_id, reason=data["reason"], by="homeowner")
+                await _in_thread(rt.actions.cancel_booking, booking_id, reason=data["reason"], by="homeowner",
+                                 actor=session.principal.user_id)
                 flash = t("Your visit is cancelled. If the problem is still there, a person will contact you.")
             else:
                 raise HTTPException(422, "please choose what to change")
@@ -325,7 +352,8 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         if outcome not in BOOKING_OUTCOMES:
             raise HTTPException(422, "please choose what you found")
         parts = [p.strip()[:64] for p in data.get("parts", "").split(",") if p.strip()][:20]
-        await _in_thread(rt.actions.complete_booking, booking_id, notes, outcome=outcome, parts=parts)
+        await _in_thread(rt.actions.complete_booking, booking_id, notes, outcome=outcome, parts=parts,
+                         actor=session.principal.user_id)
         return RedirectResponse(f"/tech?flash={quote(f'Job #{booking_id} completed. Thank you.')}", status_code=303)
 
     # -- operator -----------------------------------------------------------------------------
@@ -367,7 +395,7 @@ def mount_web(app: FastAPI, *, rt: Runtime, gate: Gate, visible_device: Callable
         message = data.get("message", "").strip()[:2000] or None
         try:
             await _in_thread(rt.actions.resolve_ticket, ticket_id, resolution, action=action, outcome=outcome,
-                             message=message)
+                             message=message, actor=session.principal.user_id)
         except NoSlot as exc:
             raise HTTPException(409, f"no technician can come in time ({exc}); the ticket stays open") from None
         return RedirectResponse(f"/ops?flash={quote(f'Ticket #{ticket_id} resolved.')}", status_code=303)

@@ -87,6 +87,40 @@ def test_plan_delivery(case: str, urgency: Urgency, now: datetime, past: list[Pa
     assert plan.channels == (SHANGHAI.channels if send else frozenset())
 
 
+# Quiet hours end 07:00 Shanghai = 23:00 UTC; NOW is 23:30 Shanghai, quiet.
+@pytest.mark.parametrize(("case", "now", "act_by", "rule", "deliver_at"), [
+    ("visit after quiet hours end + margin: held to the end", NOW, utc(2026, 3, 3, 1), "quiet_hours",
+     utc(2026, 3, 2, 23)),
+    ("visit exactly margin after the end: held to the end", NOW, utc(2026, 3, 3, 0), "quiet_hours",
+     utc(2026, 3, 2, 23)),
+    ("visit at 07:30 local: held only until 06:30 local", NOW, utc(2026, 3, 2, 23, 30), "quiet_hours",
+     utc(2026, 3, 2, 22, 30)),
+    ("visit at 08:00 local from 06:30 local: due at 07:00 = end", utc(2026, 3, 2, 22, 30), utc(2026, 3, 3, 0),
+     "quiet_hours", utc(2026, 3, 2, 23)),
+    ("visit in 90 min from 23:30: held 30 min", NOW, utc(2026, 3, 2, 17), "quiet_hours", utc(2026, 3, 2, 16)),
+    ("visit in exactly the margin: now", NOW, NOW + H, "timely", NOW),
+    ("visit in 20 min: now", NOW, NOW + timedelta(minutes=20), "timely", NOW),
+    ("visit already begun (a cancellation): now", NOW, NOW - H, "timely", NOW),
+    ("outside quiet hours the visit changes nothing", DAY, DAY + timedelta(minutes=10), "now", DAY),
+])
+def test_a_visit_notice_arrives_before_the_visit(case: str, now: datetime, act_by: datetime, rule: str,
+                                                 deliver_at: datetime) -> None:
+    plan = plan_delivery(device_id="rc-1", mode="scale_buildup", urgency=Urgency.INFO, prefs=SHANGHAI,
+                         past=[], config=CFG, now=now, act_by=act_by)
+    assert (plan.send, plan.rule, plan.deliver_at) == (True, rule, deliver_at), case
+    assert plan.held == (deliver_at > now)
+    assert plan.deliver_at <= max(now, act_by - CFG.act_margin) or rule == "now"
+
+
+def test_the_margin_is_configurable() -> None:
+    cfg = DeliveryConfig(act_margin=timedelta(0))
+    plan = plan_delivery(device_id="rc-1", mode="m", urgency=Urgency.INFO, prefs=SHANGHAI, past=[], config=cfg,
+                         now=NOW, act_by=utc(2026, 3, 2, 20))
+    assert (plan.rule, plan.deliver_at) == ("quiet_hours", utc(2026, 3, 2, 20))
+    with pytest.raises(ValueError, match="act_margin"):
+        DeliveryConfig(act_margin=-H)
+
+
 def test_a_flapping_signal_alerts_once_per_cooldown() -> None:
     """A signal that crosses the line every 2 h for two days: 2 alerts, not 24."""
     sent: list[PastAlert] = []

@@ -252,3 +252,23 @@ def test_an_information_offers_only_acknowledge_and_a_person(service: ActionServ
     with pytest.raises(InvalidState, match="offers"):
         service.notification_action(note.notification_id, "wrong", household_id="h-2")
     assert service.notification_action(note.notification_id, "talk_to_person", household_id="h-2").ticket
+
+
+def test_visit_notices_reach_the_household_before_the_visit_despite_quiet_hours(
+        service: ActionService, clock: ManualClock) -> None:
+    """Quiet 00:00-10:00 UTC; at 06:00 a visit is booked for 08:00 (the technician's first hour)."""
+    service.upsert_household(HouseholdPrefs(household_id="h-1", quiet_start="00:00", quiet_end="10:00"))
+    clock.advance(6 * H)
+    booking = service.book_technician(device_id="rc-1")
+    assert booking.start == clock.now() + 2 * H
+    assert service.send_booking_reminders() == 1  # inside 24 h: a reminder too
+    assert service.notifications_for_household("h-1") == []  # held, but not until 10:00
+    clock.advance(H)  # 07:00: one hour before the visit
+    assert service.release_held_notifications() == 2
+    notes = service.notifications_for_household("h-1")
+    assert sorted(n.template for n in notes) == ["booking_booked", "booking_reminder"]
+    assert all(n.delivered_at == clock.now() and n.deliver_at == clock.now() for n in notes)
+    clock.advance(H / 2)  # 07:30: the technician cancels; quiet hours, visit at 08:00
+    service.cancel_booking(booking.booking_id, reason="van broke down", by="technician")
+    [cancelled] = [n for n in service.notifications_for_household("h-1") if n.template == "booking_cancelled"]
+    assert cancelled.status == "new" and cancelled.delivered_at == clock.now()  # at once, not at 10:00

@@ -79,9 +79,12 @@ def test_resolution_notify_sends_the_agents_message_and_records_a_label(service:
 
 def test_resolution_book_places_a_visit_and_keeps_the_case(service: ActionService, clock: ManualClock) -> None:
     [outcome] = service.handle([prediction(ts=clock.now(), ood=True, **AC)])
-    ticket = service.resolve_ticket(outcome.ticket_id, "looks like a clogged filter", action="book")  # type: ignore[arg-type]
+    ticket = service.resolve_ticket(outcome.ticket_id, "looks like a clogged filter", action="book",  # type: ignore[arg-type]
+                                    actor="op-maria")
     [booking] = service.bookings_for_technician("t-anna")
-    assert ticket.context["resolved"] == {"action": "book", "booking_id": booking.booking_id}
+    assert ticket.resolved_by == "op-maria" and service.ticket(ticket.ticket_id).resolved_by == "op-maria"
+    assert ticket.context["resolved"] == {"action": "book", "by": "op-maria", "at": clock.now().isoformat(),
+                                          "booking_id": booking.booking_id}
     case = service.device_cases("ac-1")[0]
     assert case.status == "open" and case.action.value == "book_technician"
     assert service.labels(device_id="ac-1")[0].outcome == "confirmed_fault"

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
+import ssl
+import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +26,7 @@ from actions.webhook import (
     sign,
 )
 from ingest.clock import ManualClock
+from tests.services import missing_service
 
 from .helpers import near
 
@@ -34,10 +40,12 @@ class Receiver:
     statuses: list[int] = field(default_factory=list)
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     url: str = ""
+    port: int = 0
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
+@contextmanager
+def _serving(address: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> Iterator[Receiver]:
+    """A real HTTP(S) server on ``address`` and a free port, in a thread."""
     state = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
@@ -51,14 +59,25 @@ def receiver() -> Iterator[Receiver]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer((address, 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/foresight"
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    state.port = server.server_address[1]
+    state.url = f"{'https' if tls else 'http'}://{address}:{state.port}/hooks/foresight"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with _serving() as state:
+        yield state
 
 
 def _subscribe(service: ActionService, url: str) -> None:
@@ -186,3 +205,82 @@ def test_a_homeowner_chosen_url_cannot_reach_inside_the_network(url: str, receiv
     result = HttpWebhookSender(timeout_s=2).send(url=receiver.url, body=b"{}", headers={})
     assert not result.ok and result.error.startswith("refused: ") and receiver.received == []
     assert private_destination("http://93.184.216.34/hook") == ""  # a public address passes (no request made)
+
+
+class StubResolver:
+    """Our own resolver at the edge: answers from a script per call, and counts the calls."""
+
+    def __init__(self, *answers: Sequence[str]) -> None:
+        self.answers = list(answers)
+        self.asked: list[tuple[str, int]] = []
+
+    def __call__(self, host: str, port: int) -> Sequence[str]:
+        self.asked.append((host, port))
+        return self.answers[min(len(self.asked), len(self.answers)) - 1]
+
+
+def test_the_connection_goes_to_the_checked_address_not_a_second_answer() -> None:
+    """DNS rebinding: the name is resolved once; a later, different answer is never connected to.
+
+    The first answer is the receiver on 127.0.0.1; any later one is another real server on
+    127.0.0.2 (standing for an address inside the network). Loopback servers are the only ones a
+    test may run, so the public-address check is off here; the next test holds the check to the
+    same single answer.
+    """
+    with _serving("127.0.0.1") as good, _serving("127.0.0.2") as inside:
+        resolver = StubResolver(["127.0.0.1"], ["127.0.0.2"])
+        sender = HttpWebhookSender(timeout_s=5, allow_private=True, resolver=resolver)
+        url = f"http://hooks.example.test:{good.port}/hook?x=1"
+        inside_port_url = f"http://hooks.example.test:{inside.port}/hook"
+        assert sender.send(url=url, body=b"{}", headers={"Content-Type": "application/json"}).ok
+        assert resolver.asked == [("hooks.example.test", good.port)]  # once, not again to connect
+        [(headers, body)] = good.received
+        assert headers["Host"] == f"hooks.example.test:{good.port}" and body == b"{}"  # the name, not the IP
+        # A fresh delivery resolves afresh (and, here, reaches the second server): pinning is per delivery.
+        assert sender.send(url=inside_port_url, body=b"{}", headers={}).ok
+        assert len(inside.received) == 1 and len(good.received) == 1
+
+
+def test_a_name_answering_a_private_address_is_refused_without_connecting(receiver: Receiver) -> None:
+    resolver = StubResolver(["93.184.216.34", "127.0.0.1"])  # one public, one loopback: refused as a whole
+    result = HttpWebhookSender(timeout_s=2, resolver=resolver).send(
+        url=f"http://hooks.example.test:{receiver.port}/x", body=b"{}", headers={})
+    assert not result.ok and result.error == "refused: hooks.example.test resolves to a non-public address (127.0.0.1)"
+    assert receiver.received == [] and len(resolver.asked) == 1
+    result = HttpWebhookSender(resolver=StubResolver([])).send(url="http://nowhere.test/", body=b"", headers={})
+    assert not result.ok and result.error == "cannot resolve nowhere.test: no address"  # retried like any failure
+
+
+def _certificate(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        missing_service("openssl (apt-get install openssl)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def test_https_pinned_to_the_address_still_checks_the_name(tmp_path: Path) -> None:
+    """TLS to the checked address: SNI, Host and the certificate check all use the URL's name."""
+    cert, key = _certificate(tmp_path, "hooks.example.test")
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    seen_sni: list[str | None] = []
+    server_tls.sni_callback = lambda sock, name, ctx: seen_sni.append(name)  # type: ignore[assignment,misc,return-value]
+    client_tls = ssl.create_default_context(cafile=str(cert))
+    with _serving("127.0.0.1", tls=server_tls) as receiver:
+        sender = HttpWebhookSender(timeout_s=5, allow_private=True, tls=client_tls,
+                                   resolver=StubResolver(["127.0.0.1"]))
+        result = sender.send(url=f"https://hooks.example.test:{receiver.port}/hook", body=b'{"a":1}',
+                             headers={"Content-Type": "application/json"})
+        assert result.ok, result.error
+        assert seen_sni == ["hooks.example.test"]
+        [(headers, body)] = receiver.received
+        assert headers["Host"] == f"hooks.example.test:{receiver.port}" and body == b'{"a":1}'
+        # The same address under a name the certificate does not carry: the check fails, nothing is posted.
+        other = HttpWebhookSender(timeout_s=5, allow_private=True, tls=client_tls,
+                                  resolver=StubResolver(["127.0.0.1"]))
+        refused = other.send(url=f"https://other.example.test:{receiver.port}/hook", body=b"{}", headers={})
+        assert not refused.ok and "CERTIFICATE_VERIFY_FAILED" in refused.error
+        assert len(receiver.received) == 1

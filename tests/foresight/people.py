@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -42,6 +43,23 @@ def signed_in(app: FastAPI, user_id: str) -> TestClient:
     response = TestClient(app).post("/auth/login", json={"user_id": user_id, "password": USERS[user_id][2]})
     assert response.status_code == 200, response.text
     return TestClient(app, headers={"Authorization": f"Bearer {response.json()['token']}"})
+
+
+def login_form_token(client: TestClient, next_path: str = "") -> str:
+    """Open the sign-in page as a browser would: its form token (the page also sets the sign-in cookie)."""
+    page = client.get("/login", params={"next": next_path} if next_path else None)
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+    assert page.status_code == 200 and found, "the sign-in page has no form token"
+    return found.group(1)
+
+
+def page_signed_in(app: FastAPI, user_id: str) -> TestClient:
+    """A browser-like client signed in through the sign-in form (session cookie, no redirects followed)."""
+    client = TestClient(app, follow_redirects=False)
+    response = client.post("/login", data={"user_id": user_id, "password": USERS[user_id][2],
+                                           "csrf": login_form_token(client)})
+    assert response.status_code == 303, response.text
+    return client
 
 
 def clients(app: FastAPI) -> dict[str, TestClient]:

@@ -91,7 +91,9 @@ def test_operator_works_the_queue_and_technician_the_jobs(as_: dict[str, TestCli
     assert [t["ticket_id"] for t in queue] == [opened["ticket_id"]]
     assert tech1.get("/tickets").status_code == 403 and as_["home2"].get("/tickets").status_code == 403
     resolved = op.post(f"/tickets/{opened['ticket_id']}/resolve", json={"resolution": "called back"})
-    assert resolved.json()["status"] == "resolved"
+    assert resolved.json()["status"] == "resolved" and resolved.json()["resolved_by"] == "op"
+    shown = op.get(f"/tickets/{opened['ticket_id']}").json()
+    assert shown["resolved_by"] == "op" and shown["context"]["resolved"]["by"] == "op"  # who, in the API
     assert op.post(f"/tickets/{opened['ticket_id']}/resolve", json={"resolution": "again"}).status_code == 409
     jobs = tech1.get("/technicians/tech-1/jobs").json()
     assert len(jobs) == 1 and jobs[0]["device_id"] == "ac-1"
@@ -103,6 +105,7 @@ def test_operator_works_the_queue_and_technician_the_jobs(as_: dict[str, TestCli
     done = tech1.post(f"/technicians/tech-1/jobs/{jobs[0]['booking_id']}/complete",
                       json={"diagnosis": "filter replaced"})
     assert done.status_code == 200 and done.json()["status"] == "completed"
+    assert done.json()["completed_by"] == "tech1"
     assert op.get("/technicians/nobody/jobs").status_code == 404
 
 
@@ -178,6 +181,7 @@ def test_homeowner_moves_and_cancels_a_visit(as_: dict[str, TestClient], runtime
     assert moved.status_code == 200 and moved.json()["start"] > visits[0]["start"]
     cancelled = home2.post(f"/households/hh-2/visits/{bid}/cancel", json={"reason": "we are away"})
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["cancelled_by"] == "home2"
     assert home2.get("/households/hh-2/visits").json() == []
     # The fault has not gone away: a person follows up.
     assert [t["category"] for t in as_["op"].get("/tickets").json()] == ["booking_cancelled"]

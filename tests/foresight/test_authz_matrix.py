@@ -22,7 +22,7 @@ from starlette.routing import Mount, Route
 from foresight.api import create_app
 from foresight.runtime import Runtime
 from foresight.security import SESSION_COOKIE, csrf_token
-from tests.foresight.people import USERS, api_runtime, signed_in
+from tests.foresight.people import api_runtime, page_signed_in, signed_in
 
 PRINCIPALS = ("home1", "home2", "tech1", "tech2", "op")
 #: Routes anyone may call (sign-in, readiness, the API's own documentation, static files).
@@ -124,9 +124,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runtime, F
 
 
 def _page_client(app: FastAPI, user_id: str) -> tuple[TestClient, str]:
-    client = TestClient(app, follow_redirects=False)
-    response = client.post("/login", data={"user_id": user_id, "password": USERS[user_id][2]})
-    assert response.status_code == 303
+    client = page_signed_in(app, user_id)
     return client, csrf_token(app.state.gate.secret_key, client.cookies[SESSION_COOKIE])
 
 
@@ -189,3 +187,39 @@ def test_operators_only_routes_refuse_other_roles(setup: tuple[Runtime, FastAPI,
     page, _ = world.pages["home1"]
     assert page.get("/ops").status_code == 403 and page.get("/tech").status_code == 403
     assert world.api["op"].get("/fleet").json()["devices"] == 2
+
+
+def test_a_technician_reads_a_device_only_while_a_visit_there_is_open(tmp_path: Path) -> None:
+    """Coming up, under way or overdue: yes. Completed or cancelled: the access ends with the visit."""
+    from datetime import timedelta
+
+    rt = api_runtime(tmp_path)
+    try:
+        app = create_app(rt)
+        tech1, tech2 = signed_in(app, "tech1"), signed_in(app, "tech2")
+
+        def sees() -> tuple[int, list[str]]:
+            return (tech1.get("/devices/ac-1").status_code,
+                    [d["device_id"] for d in tech1.get("/devices").json()])
+
+        [visit] = rt.actions.bookings_for_technician("tech-1")
+        assert visit.status == "scheduled" and sees() == (200, ["ac-1"])  # an upcoming visit
+        assert tech2.get("/devices/ac-1").status_code == 404  # never another technician's
+        rt.actions.complete_booking(visit.booking_id, "filter cleaned", actor="tech1")
+        assert sees() == (404, [])  # completed: no lasting access
+
+        again = rt.actions.book_technician(device_id="ac-1")
+        assert sees() == (200, ["ac-1"])
+        rt.actions.cancel_booking(again.booking_id, reason="homeowner away", by="operator", actor="op")
+        assert sees() == (404, [])  # cancelled
+
+        late = rt.actions.book_technician(device_id="ac-1")
+        rt.clock.advance(late.end - rt.clock.now() + timedelta(hours=3))  # type: ignore[attr-defined]
+        rt.actions.mark_due_bookings()
+        assert rt.actions.mark_overdue_bookings() == 1
+        assert rt.actions.booking(late.booking_id).status == "overdue"
+        assert sees() == (200, ["ac-1"])  # the outcome is still to be written
+        rt.actions.complete_booking(late.booking_id, "done late", outcome="no_fault_found", actor="tech1")
+        assert sees() == (404, [])
+    finally:
+        rt.engine.dispose()

@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 
 from foresight.api import create_app
 from foresight.runtime import Runtime
-from tests.foresight.people import USERS, api_runtime
+from foresight.security import LOGIN_COOKIE, SESSION_COOKIE
+from tests.foresight.people import USERS, api_runtime, login_form_token, page_signed_in
 
 
 @pytest.fixture
@@ -27,10 +28,7 @@ def app(runtime: Runtime):  # type: ignore[no-untyped-def]
 
 
 def _browser(app, user_id: str) -> TestClient:  # type: ignore[no-untyped-def]
-    client = TestClient(app, follow_redirects=False)
-    r = client.post("/login", data={"user_id": user_id, "password": USERS[user_id][2]})
-    assert r.status_code == 303
-    return client
+    return page_signed_in(app, user_id)
 
 
 def _csrf(html: str) -> str:
@@ -44,15 +42,45 @@ def test_anonymous_visitors_are_sent_to_sign_in_and_back(app) -> None:  # type: 
     r = client.get("/ops/tickets/1")
     assert r.status_code == 303 and r.headers["location"] == "/login?next=/ops/tickets/1"
     assert client.get("/").headers["location"] == "/login"
-    r = client.post("/login", data={"user_id": "op", "password": "wrong", "next": "/ops"})
+    token = login_form_token(client, "/ops/tickets/1")
+    r = client.post("/login", data={"user_id": "op", "password": "wrong", "next": "/ops", "csrf": token})
     assert r.status_code == 401 and "do not match" in r.text
-    r = client.post("/login", data={"user_id": "op", "password": USERS["op"][2], "next": "/ops/fleet"})
+    r = client.post("/login", data={"user_id": "op", "password": USERS["op"][2], "next": "/ops/fleet",
+                                    "csrf": _csrf(r.text)})  # the re-shown form carries a token too
     assert r.status_code == 303 and r.headers["location"] == "/ops/fleet"
-    assert "httponly" in r.headers["set-cookie"].lower() and "samesite=lax" in r.headers["set-cookie"].lower()
+    session = next(c for c in r.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
+    assert "httponly" in session.lower() and "samesite=lax" in session.lower()
     # A login link cannot send anyone to another site.
-    r = TestClient(app, follow_redirects=False).post(
-        "/login", data={"user_id": "op", "password": USERS["op"][2], "next": "//evil.example/"})
+    other = TestClient(app, follow_redirects=False)
+    r = other.post("/login", data={"user_id": "op", "password": USERS["op"][2], "next": "//evil.example/",
+                                   "csrf": login_form_token(other)})
     assert r.headers["location"] == "/ops"
+
+
+def test_a_cross_site_sign_in_post_is_refused(app) -> None:  # type: ignore[no-untyped-def]
+    """Login CSRF: another site's form cannot sign the visitor in to an account of its choosing."""
+    good = {"user_id": "home1", "password": USERS["home1"][2]}
+    # A cross-site form post: no sign-in cookie (SameSite=Strict) and no token, or the attacker's own.
+    attacker = TestClient(app, follow_redirects=False)
+    attackers_token = login_form_token(attacker)  # a real token, bound to the attacker's own cookie
+    for data in (good, {**good, "csrf": ""}, {**good, "csrf": attackers_token}):
+        victim = TestClient(app, follow_redirects=False)
+        r = victim.post("/login", data=data, headers={"origin": "https://evil.example"})
+        assert r.status_code == 403 and "expired" in r.text, data
+        assert SESSION_COOKIE not in victim.cookies  # not signed in
+    # The victim has a sign-in cookie of their own, but the post carries no token: refused too.
+    victim = TestClient(app, follow_redirects=False)
+    login_form_token(victim)
+    assert victim.post("/login", data=good).status_code == 403 and SESSION_COOKIE not in victim.cookies
+    # The refusal offers a fresh form that works.
+    r = victim.post("/login", data={**good, "csrf": "0" * 40})
+    assert r.status_code == 403
+    r = victim.post("/login", data={**good, "csrf": _csrf(r.text)})
+    assert r.status_code == 303 and SESSION_COOKIE in victim.cookies
+    # The sign-in cookie is strict, HttpOnly, and only for /login.
+    cookie = next(c for c in TestClient(app).get("/login").headers.get_list("set-cookie")
+                  if c.startswith(LOGIN_COOKIE)).lower()
+    assert "samesite=strict" in cookie and "httponly" in cookie and "path=/login" in cookie
 
 
 def test_forms_need_the_session_token_and_the_cookie_cannot_write_the_api(app) -> None:  # type: ignore[no-untyped-def]
@@ -100,6 +128,8 @@ def test_homeowner_talks_to_a_person_and_the_operator_sees_the_context(app, runt
     r = op.post(f"/ops/tickets/{ticket.ticket_id}/resolve", data={"resolution": "Called, descaled together",
                                                                   "csrf": _csrf(detail)})
     assert r.status_code == 303 and runtime.actions.ticket(ticket.ticket_id).status == "resolved"
+    assert runtime.actions.ticket(ticket.ticket_id).resolved_by == "op"
+    assert 'by <strong class="resolved-by">op</strong>' in op.get(f"/ops/tickets/{ticket.ticket_id}").text
     assert op.get(f"/ops/tickets/{10**6}").status_code == 404
     fleet = op.get("/ops/fleet").text
     assert "Health by kind" in fleet and "Air conditioner" in fleet and "<svg" in fleet

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
+from actions import HouseholdPrefs
 from ingest.store import DeviceInfo
 from tests.foresight.people import USERS, _prediction
 from tests.web.conftest import LiveApp, screenshot
@@ -26,6 +27,29 @@ def _sign_in(page: Page, user_id: str) -> None:
     page.get_by_label("User name").fill(user_id)
     page.get_by_label("Password").fill(USERS[user_id][2])
     page.get_by_role("button", name="Sign in").click()
+
+
+def test_another_site_cannot_sign_the_browser_in(page: Page, live_app: LiveApp) -> None:
+    """Login CSRF in a real browser: another site's auto-posted form with the attacker's password is refused."""
+    page.goto("/login")  # the victim has seen the sign-in page: their browser holds its cookie
+    attacker = "http://evil.example/"  # served by the browser's own route stub: no network
+
+    def evil_page(route: Any) -> None:
+        route.fulfill(content_type="text/html", body=(
+            f'<form method="post" action="{live_app.url}/login">'
+            f'<input name="user_id" value="home2"><input name="password" value="{USERS["home2"][2]}">'
+            '<button>Win a prize</button></form>'))
+
+    page.route(attacker, evil_page)
+    page.goto(attacker)
+    page.get_by_role("button", name="Win a prize").click()
+    expect(page.get_by_role("alert")).to_contain_text("This sign-in form has expired")
+    assert not [c for c in page.context.cookies() if c["name"] == "foresight_session"]
+    # The page it lands on is a working sign-in form, and the victim's own sign-in goes through.
+    page.get_by_label("User name").fill("home1")
+    page.get_by_label("Password").fill(USERS["home1"][2])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Your appliances")).to_be_visible()
 
 
 def test_homeowner_asks_for_a_person_and_an_operator_resolves_it(page: Page, live_app: LiveApp) -> None:
@@ -105,3 +129,21 @@ def test_technician_sees_the_job_with_its_diagnosis_and_completes_it(page: Page,
     assert booking.status == "completed" and booking.parts == ("F-2500",) and booking.outcome == "part_replaced"
     expect(page.get_by_role("heading", name="Recently completed")).to_be_visible()
     screenshot(page, "technician-completed")
+
+
+def test_a_chinese_speaking_homeowner_reads_the_page_and_the_message_in_chinese(page: Page,
+                                                                              live_app: LiveApp) -> None:
+    rt = live_app.runtime
+    rt.actions.upsert_household(HouseholdPrefs(household_id="hh-2", language="zh", timezone="Asia/Shanghai"))
+    prediction = _prediction(rt.clock, "ac-1", "air_conditioner", "refrigerant_leak", p=0.8, ttf=70)  # type: ignore[arg-type]
+    rt.predictions.save([prediction])
+    outcome = rt.actions.handle([prediction])[0]
+    _sign_in(page, "home2")
+    expect(page.get_by_role("heading", name="您的电器")).to_be_visible()
+    assert outcome.notification_id is not None and outcome.booking_id is not None  # a visit, and a notice of it
+    note = page.locator(f'li.note[data-notification="{outcome.notification_id}"]')
+    expect(note).to_have_attribute("lang", "zh")
+    expect(note).to_contain_text("已预约")
+    expect(page.locator("li.device").filter(has_text="空调")).to_contain_text("制冷剂泄漏")  # the mode, in Chinese
+    expect(page.locator("html")).to_have_attribute("lang", "zh")
+    screenshot(page, "homeowner-home-zh")  # Chinese glyphs need fonts-noto-cjk (.ci/run installs it)
