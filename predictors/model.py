@@ -10,8 +10,9 @@
   90th percentile of ``log1p(ttf_h)``, fitted on the rows whose capped time-to-failure is known,
   sorted at predict time so low <= median <= high and clipped to ``[0, ttf_cap_h]``; a device far
   from failure reports the cap; at most ``ttf_max_rows`` rows, drawn uniformly, to bound the cost;
-  with ``conformal_intervals`` (and ``groups``) the outer quantiles are widened by a split-conformal
-  correction measured on held-out devices, so the interval covers what it says on new devices;
+  with ``conformal_intervals`` (the default; needs ``groups``) the outer quantiles are widened by a
+  cross-conformal correction measured on out-of-fold devices, so the interval covers what it says
+  on new devices; the correction is part of the fitted model (``interval_correction_``, log hours);
 * reasons -- ``explain``: weight of feature j for a row = (permutation importance of j, measured
   once at fit time on a training subsample and normalised to sum 1) x (robust z-score of the row's
   value against the *healthy* training rows: (x - median) / (IQR / 1.349)). A large positive weight
@@ -84,7 +85,7 @@ class FailureModeModel(ClassifierMixin, BaseEstimator):
                  l2_regularization: float = 0.0, quantiles: tuple[float, float, float] = (0.1, 0.5, 0.9),
                  ttf_cap_h: float = 720.0, ood_margin: float = 0.25, importance_repeats: int = 3,
                  importance_max_rows: int = 2000, ttf_max_rows: int = 20_000,
-                 n_threads: int | None = 1, conformal_intervals: bool = False,
+                 n_threads: int | None = 1, conformal_intervals: bool = True,
                  random_state: int | None = None) -> None:
         self.calibration = calibration
         self.cv = cv
@@ -173,24 +174,33 @@ class FailureModeModel(ClassifierMixin, BaseEstimator):
                      for q in (self.quantiles[0], self.quantiles[1], self.quantiles[2]))
 
     def _conformal_correction(self, X: np.ndarray, target: np.ndarray, groups: np.ndarray) -> float:
-        """Split-conformal widening of the outer quantiles (log hours), from held-out devices.
+        """Cross-conformal widening of the outer quantiles (log hours), from out-of-fold devices.
 
-        Conformalized quantile regression (Romano et al., 2019): quantile models fitted on 75 % of
-        the devices score the other 25 %; the correction is the ``(1 - a)(1 + 1/n)`` empirical
-        quantile of ``max(low - y, y - high)`` there, ``a`` = the nominal miss rate. Quantile
-        boosting fitted on the rows it is judged on is over-confident on a new device.
+        Conformalized quantile regression (Romano et al., 2019) with the calibration scores of every
+        device rather than of one held-out quarter: the devices are split into ``cv`` folds, the low
+        and high quantile models fitted on the other folds score each fold's rows, and the
+        correction is the ``(1 - a)(1 + 1/n)`` empirical quantile of ``max(low - y, y - high)`` over
+        all of them, ``a`` the nominal miss rate (the cross-conformal estimate of Vovk, 2015; one
+        split of 25 devices of C-MAPSS's 100 moved the test coverage between 72 % and 83 % with the
+        split's seed). Quantile boosting judged on the rows it was fitted on is over-confident on a
+        new device.
         """
         devices = np.unique(groups)
-        if devices.size < 8:
+        folds = max(2, self.cv)
+        if devices.size < 4 * folds:
             return 0.0
         rng = np.random.default_rng(self.random_state)
-        held = rng.permutation(devices)[: max(2, devices.size // 4)]
-        cal = np.isin(groups, held)
-        if cal.sum() < self.min_samples_leaf or (~cal).sum() < 2 * self.min_samples_leaf:
-            return 0.0
-        models = self._fit_quantiles(X[~cal], target[~cal])
-        q = np.sort(np.column_stack([m.predict(X[cal]) for m in models]), axis=1)
-        score = np.maximum(q[:, 0] - target[cal], target[cal] - q[:, 2])
+        fold_of = dict(zip(rng.permutation(devices), np.arange(devices.size) % folds, strict=True))
+        fold = np.array([fold_of[d] for d in groups])
+        score = np.full(target.shape[0], np.nan)
+        for k in range(folds):
+            cal = fold == k
+            if cal.sum() < self.min_samples_leaf or (~cal).sum() < 2 * self.min_samples_leaf:
+                return 0.0
+            low, high = (HistGradientBoostingRegressor(loss="quantile", quantile=q, **self._boosting_params())
+                         .fit(X[~cal], target[~cal]).predict(X[cal])
+                         for q in (self.quantiles[0], self.quantiles[2]))
+            score[cal] = np.maximum(np.minimum(low, high) - target[cal], target[cal] - np.maximum(low, high))
         n = score.size
         level = min(1.0, (self.quantiles[2] - self.quantiles[0]) * (1 + 1 / n))
         return float(np.quantile(score, level, method="higher"))
