@@ -145,5 +145,5 @@ def test_conformal_coverage_does_not_hang_on_one_calibration_split():
         m = FailureModeModel(max_iter=40, ttf_cap_h=1e6, random_state=seed).fit(X, y, ttf, groups=g)
         q = m.predict_ttf(Xn)
         cover.append(float(np.mean((q[:, 0] <= tn) & (tn <= q[:, 2]))))
-    assert m.interval_correction_ > 0
+    assert (m.interval_correction_ > 0).any()
     assert np.mean(np.abs(np.array(cover) - 0.8)) < 0.1, cover
