@@ -7,7 +7,13 @@ means for training: a technician's ``confirmed_fault`` or ``part_replaced``, a h
 around that time, see ``predictors.retrain``). Labels of device error codes (mode ``error:<code>``)
 are not failure modes and are left out.
 
-``retrain_from_outcomes`` reads the stored readings and labels and runs ``predictors.retrain``;
+``retrain_from_outcomes`` reads the stored readings and labels and runs ``predictors.retrain``. The
+readings come from ``stored_history``, a chunk of devices at a time (memory holds one chunk and the
+frames, not the whole lookback), and every device's chunk includes its first ``baseline_readings``
+readings and the ``window - 1`` before the lookback: the baseline and windows the live store used,
+so each training row's features are the ones served at that reading. The lookback never reaches
+past the retention window (older readings are rolled up, all but those two ends). A device is
+observed up to its last reading, never after ``now``.
 ``watch_drift`` compares every live model's training reference with the online feature vectors
 and opens one ``model_drift`` ticket per (kind, mode) while none is open, naming the drifting
 features. Both are called by the scheduler jobs in ``foresight.runtime``.
@@ -15,12 +21,12 @@ features. Both are called by the scheduler jobs in ``foresight.runtime``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session
 
 from ingest.contract import PROFILES, ApplianceProfile
@@ -28,13 +34,13 @@ from ingest.db import FeatureOnlineRow, ReadingRow
 from ingest.features import Reading
 from predictors import ModelRegistry
 from predictors.drift import DEFAULT_PSI_THRESHOLD, DriftReport, feature_drift
-from predictors.retrain import OutcomeLabel, RetrainResult, Tolerance, retrain
+from predictors.retrain import OutcomeLabel, ReadingChunks, RetrainResult, Tolerance, retrain
 
 from .db import LabelRow, TicketRow
 from .tickets import open_ticket
 
 __all__ = ["DRIFT_CATEGORY", "OUTCOME_FAILED", "DriftAlert", "outcome_labels", "retrain_from_outcomes",
-           "stored_readings", "watch_drift"]
+           "stored_history", "stored_readings", "watch_drift"]
 
 #: Recorded outcome -> was it a failure of the mode (True) or a false alert (False).
 OUTCOME_FAILED: Mapping[str, bool] = {
@@ -69,26 +75,69 @@ def stored_readings(engine: Engine, *, kinds: set[str], since: datetime | None =
                 for r in s.scalars(stmt.order_by(ReadingRow.device_id, ReadingRow.ts, ReadingRow.seq))]
 
 
+def stored_history(engine: Engine, *, profiles: Mapping[str, ApplianceProfile], since: datetime,
+                   devices_per_chunk: int = 100) -> ReadingChunks:
+    """The stored readings of the given kinds from ``since``, a chunk of devices at a time.
+
+    Each device's chunk also holds, from before ``since``, its first ``baseline_readings`` readings
+    and the ``window - 1`` readings just before ``since`` (context: rows count from ``since``).
+    Devices without a reading since ``since`` are left out. Chunks are read lazily, in device order.
+    """
+    kinds = sorted(profiles)
+    head = max((p.baseline_readings for p in profiles.values()), default=0)
+    tail = max((p.window for p in profiles.values()), default=1) - 1
+    with Session(engine) as s:
+        devices = list(s.scalars(select(ReadingRow.device_id).where(
+            ReadingRow.kind.in_(kinds), ReadingRow.ts >= since).distinct().order_by(ReadingRow.device_id)))
+
+    def chunks() -> Iterator[list[Reading]]:
+        for i in range(0, len(devices), devices_per_chunk):
+            yield _device_readings(engine, devices[i:i + devices_per_chunk], since=since, head=head,
+                                   tail=tail)
+
+    return ReadingChunks(chunks=chunks(), rows_from=since)
+
+
+def _device_readings(engine: Engine, devices: Sequence[str], *, since: datetime, head: int,
+                     tail: int) -> list[Reading]:
+    before = (ReadingRow.device_id.in_(devices)) & (ReadingRow.ts < since)
+    ranked = select(
+        ReadingRow.id,
+        func.row_number().over(partition_by=ReadingRow.device_id,
+                               order_by=(ReadingRow.ts, ReadingRow.seq)).label("oldest"),
+        func.row_number().over(partition_by=ReadingRow.device_id,
+                               order_by=(ReadingRow.ts.desc(), ReadingRow.seq.desc())).label("newest"),
+    ).where(before).subquery()
+    context = select(ranked.c.id).where(or_(ranked.c.oldest <= head, ranked.c.newest <= tail))
+    stmt = (select(ReadingRow).where(ReadingRow.device_id.in_(devices),
+                                     or_(ReadingRow.ts >= since, ReadingRow.id.in_(context)))
+            .order_by(ReadingRow.device_id, ReadingRow.ts, ReadingRow.seq))
+    with Session(engine) as s:
+        return [Reading(r.device_id, r.kind, r.seq, r.ts, dict(r.metrics)) for r in s.scalars(stmt)]
+
+
 def retrain_from_outcomes(engine: Engine, registry: ModelRegistry, *, now: datetime,
                           lookback: timedelta = timedelta(days=180),
+                          retention: timedelta | None = None,
                           profiles: Mapping[str, ApplianceProfile] | None = None,
-                          tolerance: Tolerance = Tolerance(),
+                          tolerance: Tolerance = Tolerance(), devices_per_chunk: int = 100,
                           **options: Any) -> list[RetrainResult]:
     """Retrain every live model's (kind, mode) from the stored readings and the outcome labels.
 
     Only pairs with a live champion are retrained (a kind is first trained by ``foresight train``);
-    ``options`` go to ``predictors.retrain.retrain``. The failures are the outcome labels: the
-    service has no other record of what failed.
+    rows come from the last ``lookback``, never more than ``retention`` (the readings' retention
+    window); ``options`` go to ``predictors.retrain.retrain``. The failures are the outcome labels:
+    the service has no other record of what failed.
     """
     profiles = dict(profiles) if profiles is not None else {**PROFILES, **registry.profiles()}
     live = {(v.kind, v.mode) for v in registry.versions() if v.is_live and v.kind in profiles}
     if not live:
         return []
-    since = now - lookback
-    readings = stored_readings(engine, kinds={k for k, _ in live}, since=since)
-    return retrain(readings, [], outcome_labels(engine, since=since), registry=registry, now=now,
-                   profiles={k: p for k, p in profiles.items() if k in {k for k, _ in live}},
-                   observed_until=now, tolerance=tolerance, only=live, **options)
+    since = now - (lookback if retention is None else min(lookback, retention))
+    trained = {k: p for k, p in profiles.items() if k in {k for k, _ in live}}
+    history = stored_history(engine, profiles=trained, since=since, devices_per_chunk=devices_per_chunk)
+    return retrain(history, [], outcome_labels(engine, since=since), registry=registry, now=now,
+                   profiles=trained, tolerance=tolerance, only=live, **options)
 
 
 @dataclass(frozen=True, slots=True)

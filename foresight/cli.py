@@ -114,7 +114,8 @@ def train(
         reports, timing = train_on_simulation(registry, devices=devices, days=days, seed=seed,
                                               now=SystemClock().now())
     print_reports(reports, console=console)
-    console.print(f"simulated {int(timing['readings'])} readings with {int(timing['failures'])} failures "
+    console.print(f"simulated {int(timing['readings'])} readings with {int(timing['failures'])} failures and "
+                  f"{int(timing['sensor_faults'])} sensor faults (their readings left out of training) "
                   f"in {timing['simulate_s']:.1f}s, trained in {timing['train_s']:.1f}s")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -52,7 +53,8 @@ def retrain() -> None:
     """Retrain every live model from the stored readings and outcome labels now (as the daily job)."""
     table = Table("kind", "mode", "champion", "challenger", "decision")
     with _runtime() as rt:
-        for r in retrain_from_outcomes(rt.engine, rt.registry, now=rt.clock.now()):
+        for r in retrain_from_outcomes(rt.engine, rt.registry, now=rt.clock.now(),
+                                       retention=timedelta(days=rt.settings.retention_days)):
             table.add_row(r.kind, r.mode, r.champion or "-", r.challenger or "-", r.reason)
     console.print(table)
 

@@ -233,7 +233,8 @@ def _retrain_job(name: str) -> None:
     """Scheduler job: retrain the live models from the outcome labels; promote only what does not regress."""
     rt = _RUNTIMES[name]
     try:
-        for r in retrain_from_outcomes(rt.engine, rt.registry, now=rt.clock.now()):
+        for r in retrain_from_outcomes(rt.engine, rt.registry, now=rt.clock.now(),
+                                       retention=timedelta(days=rt.settings.retention_days)):
             log.info("retrain %s.%s: %s (challenger %s)", r.kind, r.mode, r.reason, r.challenger)
     except Exception:
         log.exception("retrain failed; the live models stay as they were")

@@ -28,6 +28,7 @@ from predictors import (
 )
 from predictors.history import History
 from predictors.profile_file import profile_to_toml
+from predictors.training import SensorFault
 
 from .kinds import BUILTIN_KINDS, install_profiles
 
@@ -44,10 +45,12 @@ class SimulatedHistory:
     failures: list[FailureLabel]
     observed_until: datetime
     devices: int
+    #: The ground truth's sensor faults: not failures, and their readings are not training data.
+    sensor_faults: list[SensorFault]
 
 
 def simulate_history(*, devices: int, days: int, seed: int, start: datetime = TRAINING_START) -> SimulatedHistory:
-    """Run a fleet offline (no broker) for ``days`` and return its readings and failure labels."""
+    """Run a fleet offline (no broker) for ``days``: its readings, failure labels and sensor faults."""
     fleet = Fleet.build(n_devices=devices, seed=seed, start=start, initial_wear="mixed")
     until = start + timedelta(days=days)
     readings: list[Reading] = []
@@ -60,7 +63,10 @@ def simulate_history(*, devices: int, days: int, seed: int, start: datetime = TR
                                         metrics=m.metrics))
     failures = [FailureLabel(device_id=g.device_id, mode=g.mode, failed_at=g.at)
                 for g in fleet.ground_truth if g.what == "failure"]
-    return SimulatedHistory(readings=readings, failures=failures, observed_until=until, devices=devices)
+    faults = [SensorFault(device_id=g.device_id, metric=g.metric, since=g.at)
+              for g in fleet.ground_truth if g.what == "sensor_fault" and g.metric is not None]
+    return SimulatedHistory(readings=readings, failures=failures, observed_until=until, devices=devices,
+                            sensor_faults=faults)
 
 
 def train_on_simulation(registry: ModelRegistry, *, devices: int, days: int, seed: int,
@@ -70,10 +76,11 @@ def train_on_simulation(registry: ModelRegistry, *, devices: int, days: int, see
     history = simulate_history(devices=devices, days=days, seed=seed)
     t1 = time.perf_counter()
     reports = train_all(history.readings, history.failures, registry=registry, now=now,
-                        observed_until=history.observed_until)
+                        observed_until=history.observed_until, sensor_faults=history.sensor_faults)
     t2 = time.perf_counter()
     return reports, {"simulate_s": t1 - t0, "train_s": t2 - t1, "readings": float(len(history.readings)),
-                     "failures": float(len(history.failures))}
+                     "failures": float(len(history.failures)),
+                     "sensor_faults": float(len(history.sensor_faults))}
 
 
 def train_from_files(registry: ModelRegistry, *, telemetry: Path, failures: Path,

@@ -10,8 +10,10 @@
   90th percentile of ``log1p(ttf_h)``, fitted on the rows whose capped time-to-failure is known,
   sorted at predict time so low <= median <= high and clipped to ``[0, ttf_cap_h]``; a device far
   from failure reports the cap; at most ``ttf_max_rows`` rows, drawn uniformly, to bound the cost;
-  with ``conformal_intervals`` (and ``groups``) the outer quantiles are widened by a split-conformal
-  correction measured on held-out devices, so the interval covers what it says on new devices;
+  with ``conformal_intervals`` (the default; needs ``groups``) the outer quantiles are widened by a
+  cross-conformal correction measured on out-of-fold devices, so the interval covers what it says
+  on new devices, in bins of the predicted level; the corrections are part of the fitted model
+  (``interval_edges_``, ``interval_correction_``, log hours);
 * reasons -- ``explain``: weight of feature j for a row = (permutation importance of j, measured
   once at fit time on a training subsample and normalised to sum 1) x (robust z-score of the row's
   value against the *healthy* training rows: (x - median) / (IQR / 1.349)). A large positive weight
@@ -58,6 +60,11 @@ __all__ = ["COMPILED_MAX_ROWS", "FailureModeModel", "Outlook"]
 #: library's Cython is faster on big batches.
 COMPILED_MAX_ROWS = 16
 
+#: Remaining-time interval corrections: up to this many bins of the predicted level, each of at
+#: least ``_CONFORMAL_MIN_BIN`` calibration rows (else one correction for all).
+_CONFORMAL_BINS = 4
+_CONFORMAL_MIN_BIN = 50
+
 
 class Outlook(NamedTuple):
     """A batch's outputs, row-aligned: validated ``X``, P(fail), TTF ``(n, 3)`` low/median/high hours,
@@ -84,7 +91,7 @@ class FailureModeModel(ClassifierMixin, BaseEstimator):
                  l2_regularization: float = 0.0, quantiles: tuple[float, float, float] = (0.1, 0.5, 0.9),
                  ttf_cap_h: float = 720.0, ood_margin: float = 0.25, importance_repeats: int = 3,
                  importance_max_rows: int = 2000, ttf_max_rows: int = 20_000,
-                 n_threads: int | None = 1, conformal_intervals: bool = False,
+                 n_threads: int | None = 1, conformal_intervals: bool = True,
                  random_state: int | None = None) -> None:
         self.calibration = calibration
         self.cv = cv
@@ -149,9 +156,9 @@ class FailureModeModel(ClassifierMixin, BaseEstimator):
                 known = np.sort(rng.choice(known, self.ttf_max_rows, replace=False))
             if known.size >= 2 * self.min_samples_leaf:
                 target = np.log1p(np.clip(t[known], 0.0, self.ttf_cap_h))
-                self.interval_correction_ = 0.0
+                self.interval_edges_, self.interval_correction_ = np.empty(0), np.zeros(1)
                 if self.conformal_intervals and groups is not None:
-                    self.interval_correction_ = self._conformal_correction(
+                    self.interval_edges_, self.interval_correction_ = self._conformal_correction(
                         X[known], target, np.asarray(groups).reshape(-1)[known])
                 self.ttf_models_ = self._fit_quantiles(X[known], target)
 
@@ -172,28 +179,52 @@ class FailureModeModel(ClassifierMixin, BaseEstimator):
                                                    **self._boosting_params()).fit(X, target)
                      for q in (self.quantiles[0], self.quantiles[1], self.quantiles[2]))
 
-    def _conformal_correction(self, X: np.ndarray, target: np.ndarray, groups: np.ndarray) -> float:
-        """Split-conformal widening of the outer quantiles (log hours), from held-out devices.
+    def _conformal_correction(self, X: np.ndarray, target: np.ndarray,
+                              groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cross-conformal widening of the outer quantiles (log hours), per predicted-level bin.
 
-        Conformalized quantile regression (Romano et al., 2019): quantile models fitted on 75 % of
-        the devices score the other 25 %; the correction is the ``(1 - a)(1 + 1/n)`` empirical
-        quantile of ``max(low - y, y - high)`` there, ``a`` = the nominal miss rate. Quantile
-        boosting fitted on the rows it is judged on is over-confident on a new device.
+        Conformalized quantile regression (Romano et al., 2019) with the calibration scores of every
+        device rather than of one held-out quarter: the devices are split into ``cv`` folds, the low
+        and high quantile models fitted on the other folds score each fold's rows (the
+        cross-conformal estimate, Vovk 2015: one split of 25 of C-MAPSS's 100 engines moved the test
+        coverage between 72 % and 83 % with its seed). The score is ``max(low - y, y - high)``.
+        Scores are grouped by the interval's centre into up to ``_CONFORMAL_BINS`` quantile bins
+        (Mondrian conformal prediction): most rows of a fleet are far from failure, and one
+        correction for all would be set by them and leave the near-failure rows -- the ones acted
+        on -- uncovered. Each bin's correction is the ``(1 - a)(1 + 1/n)`` empirical quantile of its
+        scores, ``a`` the nominal miss rate. Returns the bin edges (on the centre) and corrections.
         """
+        none = (np.empty(0), np.zeros(1))
         devices = np.unique(groups)
-        if devices.size < 8:
-            return 0.0
+        folds = max(2, self.cv)
+        if devices.size < 4 * folds:
+            return none
         rng = np.random.default_rng(self.random_state)
-        held = rng.permutation(devices)[: max(2, devices.size // 4)]
-        cal = np.isin(groups, held)
-        if cal.sum() < self.min_samples_leaf or (~cal).sum() < 2 * self.min_samples_leaf:
-            return 0.0
-        models = self._fit_quantiles(X[~cal], target[~cal])
-        q = np.sort(np.column_stack([m.predict(X[cal]) for m in models]), axis=1)
-        score = np.maximum(q[:, 0] - target[cal], target[cal] - q[:, 2])
-        n = score.size
-        level = min(1.0, (self.quantiles[2] - self.quantiles[0]) * (1 + 1 / n))
-        return float(np.quantile(score, level, method="higher"))
+        fold_of = dict(zip(rng.permutation(devices), np.arange(devices.size) % folds, strict=True))
+        fold = np.array([fold_of[d] for d in groups])
+        low = np.full(target.shape[0], np.nan)
+        high = np.full(target.shape[0], np.nan)
+        for k in range(folds):
+            cal = fold == k
+            if cal.sum() < self.min_samples_leaf or (~cal).sum() < 2 * self.min_samples_leaf:
+                return none
+            low[cal], high[cal] = (HistGradientBoostingRegressor(loss="quantile", quantile=q,
+                                                                 **self._boosting_params())
+                                   .fit(X[~cal], target[~cal]).predict(X[cal])
+                                   for q in (self.quantiles[0], self.quantiles[2]))
+        low, high = np.minimum(low, high), np.maximum(low, high)
+        score = np.maximum(low - target, target - high)
+        centre = (low + high) / 2
+        edges = np.unique(np.quantile(centre, np.linspace(0, 1, _CONFORMAL_BINS + 1)[1:-1]))
+        bins = np.searchsorted(edges, centre, side="right")
+        counts = np.bincount(bins, minlength=edges.size + 1)
+        if counts.min() < max(_CONFORMAL_MIN_BIN, self.min_samples_leaf):
+            edges, bins = np.empty(0), np.zeros_like(bins)
+        nominal = self.quantiles[2] - self.quantiles[0]
+        corrections = np.array([
+            np.quantile(score[bins == b], min(1.0, nominal * (1 + 1 / int((bins == b).sum()))),
+                        method="higher") for b in range(edges.size + 1)])
+        return edges, corrections
 
     def _boosting_params(self) -> dict[str, Any]:
         return dict(max_iter=self.max_iter, learning_rate=self.learning_rate,
@@ -292,10 +323,13 @@ class FailureModeModel(ClassifierMixin, BaseEstimator):
 
     def _ttf_from(self, raw_quantiles: np.ndarray) -> np.ndarray:
         q = np.sort(raw_quantiles, axis=1)
-        corr = getattr(self, "interval_correction_", 0.0)  # absent on models fitted before it
-        if corr:
-            q[:, 0] -= corr
-            q[:, 2] += corr
+        # Models fitted before had one correction (a float) or none.
+        corr = np.atleast_1d(np.asarray(getattr(self, "interval_correction_", 0.0), dtype=np.float64))
+        edges = getattr(self, "interval_edges_", np.empty(0))
+        if corr.any():
+            per_row = corr[np.searchsorted(edges, (q[:, 0] + q[:, 2]) / 2, side="right")]
+            q[:, 0] -= per_row
+            q[:, 2] += per_row
             q = np.sort(q, axis=1)  # a negative correction could cross the median
         return np.clip(np.expm1(q), 0.0, self.ttf_cap_h)
 

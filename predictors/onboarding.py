@@ -10,8 +10,9 @@
 ``onboard`` then trains through ``train_all`` -- the same point-in-time frames, models, hold-out
 evaluation and registry as every other training -- with each device censored at its own last reading,
 and registers the new profiles with the model versions in one transaction. Remaining-time intervals
-are conformally calibrated on held-out devices unless the profile says otherwise: a manufacturer's
-history is the first data these models see, and their intervals must mean what they say.
+are conformally calibrated on out-of-fold devices (as for every kind) unless the profile says
+otherwise: a manufacturer's history is the first data these models see, and their intervals must
+mean what they say.
 """
 
 from __future__ import annotations

@@ -53,8 +53,8 @@ class OnboardingProfile:
     """A profile plus how to train it (None: the default).
 
     ``ttf_cap_h`` caps the remaining-time target; ``min_positives`` is the positive rows a mode needs;
-    ``conformal_intervals`` widens the remaining-time interval to its nominal coverage on held-out
-    devices (default on for onboarded kinds).
+    ``conformal_intervals`` widens the remaining-time interval to its nominal coverage on
+    out-of-fold devices (default on; ``false`` keeps plain quantile boosting).
     """
 
     profile: ApplianceProfile

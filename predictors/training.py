@@ -8,6 +8,12 @@ is refitted on every device. It goes live only when its held-out Brier score bea
 model worse than a constant would only add noise); otherwise it is registered with a note and the
 previous live version stays.
 
+Readings under a known sensor fault (``SensorFault``, e.g. a simulator's ground truth) are not
+appliance failures, nor healthy data: the live data-quality checks hand such predictions to a person
+instead of the model's judgement, and the evaluation counts the faults apart. Training leaves out the
+rows of every mode that uses the faulty metric from the fault's onset on (a faulty sensor stays
+faulty in the history), and records how many in the summary (``sensor_fault_rows_excluded``).
+
 Every mode is fitted before anything is registered; then all versions (and the profiles of kinds
 being onboarded) are registered in one transaction, so an error half-way registers nothing. Each
 version's summary records the profile it was trained with.
@@ -19,7 +25,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -33,8 +39,17 @@ from predictors.model import FailureModeModel
 from predictors.profile_file import OnboardingProfile, profile_to_dict
 from predictors.registry import Candidate, ModelRegistry
 
-__all__ = ["Fitted", "TrainingReport", "fit_all", "holdout_devices", "holdout_metrics", "register_fitted",
-           "train_all"]
+__all__ = ["Fitted", "SensorFault", "TrainingReport", "exclude_sensor_faults", "fit_all", "holdout_devices",
+           "holdout_metrics", "register_fitted", "train_all"]
+
+
+@dataclass(frozen=True, slots=True)
+class SensorFault:
+    """A known sensor fault: from ``since`` on, ``metric`` of ``device_id`` does not read the truth."""
+
+    device_id: str
+    metric: str
+    since: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +95,7 @@ def fit_all(readings: Iterable[Reading], failures: Sequence[FailureLabel], *,
             observed_until: datetime | Mapping[str, datetime] | None = None,
             holdout_fraction: float = 0.2, ttf_cap_h: float = DEFAULT_TTF_CAP_H,
             model_params: Mapping[str, Any] | None = None,
+            sensor_faults: Sequence[SensorFault] = (),
             progress: Callable[[str], None] | None = None) -> list[Fitted]:
     """Build frames, evaluate on held-out devices and fit every trainable mode; registers nothing.
 
@@ -87,13 +103,15 @@ def fit_all(readings: Iterable[Reading], failures: Sequence[FailureLabel], *,
     needs positives on at least ``cv`` devices outside the hold-out. ``model_params`` go to
     ``FailureModeModel`` (``ttf_cap_h`` and ``random_state`` always come from the arguments here, so
     the frames and the model agree on the cap). ``observed_until`` is as in ``build_frames``.
+    ``sensor_faults`` leave rows out (``exclude_sensor_faults``).
     ``progress`` is called with a line of text as each step starts.
     """
     say = progress or (lambda _msg: None)
     params = {**dict(model_params or {}), "ttf_cap_h": ttf_cap_h, "random_state": random_state}
     say("building point-in-time training frames")
-    frames = build_frames(readings, failures, observed_until=observed_until, profiles=profiles,
-                          ttf_cap_h=ttf_cap_h)
+    frames, excluded = exclude_sensor_faults(
+        build_frames(readings, failures, observed_until=observed_until, profiles=profiles,
+                     ttf_cap_h=ttf_cap_h), sensor_faults, profiles=profiles)
     fitted: list[Fitted] = []
     for profile in profiles.values():
         for mode in profile.failure_modes:
@@ -101,9 +119,36 @@ def fit_all(readings: Iterable[Reading], failures: Sequence[FailureLabel], *,
             say(f"fitting {profile.kind}.{mode.name}")
             report, candidate = _fit_one(profile, mode.name, frame, min_positives=min_positives,
                                          params=params, holdout_fraction=holdout_fraction,
-                                         seed=random_state)
+                                         seed=random_state,
+                                         extra={"sensor_fault_rows_excluded":
+                                                excluded.get((profile.kind, mode.name), 0)})
             fitted.append(Fitted(report=report, candidate=candidate))
     return fitted
+
+
+def exclude_sensor_faults(frames: Mapping[tuple[str, str], TrainingFrame], faults: Sequence[SensorFault], *,
+                          profiles: Mapping[str, ApplianceProfile] = PROFILES,
+                          ) -> tuple[dict[tuple[str, str], TrainingFrame], dict[tuple[str, str], int]]:
+    """The frames without the rows a known sensor fault touches, and how many each lost.
+
+    A fault touches a mode's rows of its device from its onset on when the mode uses its metric.
+    """
+    by_device: dict[str, list[SensorFault]] = {}
+    for f in faults:
+        by_device.setdefault(f.device_id, []).append(f)
+    out: dict[tuple[str, str], TrainingFrame] = {}
+    excluded: dict[tuple[str, str], int] = {}
+    for (kind, mode), frame in frames.items():
+        metrics = set(profiles[kind].mode(mode).metrics)
+        drop = np.zeros(frame.n_rows, dtype=bool)
+        for device_id in np.unique(frame.device_ids) if by_device else ():
+            onsets = [f.since for f in by_device.get(str(device_id), ()) if f.metric in metrics]
+            if onsets:
+                since = np.datetime64(min(onsets).astimezone(UTC).replace(tzinfo=None), "us")
+                drop |= (frame.device_ids == device_id) & (frame.ts >= since)
+        out[(kind, mode)] = frame.take(~drop) if drop.any() else frame
+        excluded[(kind, mode)] = int(drop.sum())
+    return out, excluded
 
 
 def register_fitted(fitted: Sequence[Fitted], *, registry: ModelRegistry, now: datetime,
@@ -123,12 +168,12 @@ def register_fitted(fitted: Sequence[Fitted], *, registry: ModelRegistry, now: d
 
 def _fit_one(profile: ApplianceProfile, mode: str, frame: TrainingFrame | None, *,
              min_positives: int, params: dict[str, Any], holdout_fraction: float,
-             seed: int) -> tuple[TrainingReport, Candidate | None]:
+             seed: int, extra: Mapping[str, Any] | None = None) -> tuple[TrainingReport, Candidate | None]:
     kind = profile.kind
     skip = _why_skip(kind, mode, frame, min_positives=min_positives, params=params,
                      holdout_fraction=holdout_fraction, seed=seed)
     if skip is not None:
-        return skip, None
+        return replace(skip, summary={**skip.summary, **dict(extra or {})}), None
     assert frame is not None
     held = holdout_devices(frame, holdout_fraction, seed)
     test = np.isin(frame.device_ids, held)
@@ -138,7 +183,7 @@ def _fit_one(profile: ApplianceProfile, mode: str, frame: TrainingFrame | None, 
     fit_s = time.perf_counter() - started
 
     summary = {
-        **_counts(frame), **metrics,
+        **_counts(frame), **metrics, **dict(extra or {}),
         "features": list(frame.features), "horizon_h": frame.horizon_h, "ttf_cap_h": frame.ttf_cap_h,
         "data_from": str(frame.ts.min()), "data_until": str(frame.ts.max()),
         "has_ttf": model.has_ttf, "fit_seconds": round(fit_s, 2),

@@ -11,14 +11,15 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from actions import ActionService
-from actions.learning import DRIFT_CATEGORY, outcome_labels, retrain_from_outcomes, watch_drift
+from actions.learning import DRIFT_CATEGORY, outcome_labels, retrain_from_outcomes, stored_history, watch_drift
 from actions.tickets import record_label
 from ingest.clock import ManualClock
 from ingest.contract import PROFILES
 from ingest.db import ReadingRow
-from predictors import FailureModeModel, ModelRegistry, train_all
+from ingest.features import compute_baseline, compute_features
+from predictors import FailureModeModel, ModelRegistry, build_frames, train_all
 from predictors.drift import feature_reference
-from predictors.retrain import OutcomeLabel
+from predictors.retrain import OutcomeLabel, outcome_frames
 
 from tests.predictors.conftest import SYNTH_PROFILES
 from tests.predictors.synth import make_fleet
@@ -138,3 +139,37 @@ def test_the_retrain_learns_failures_from_the_recorded_outcomes(engine: Engine, 
     version = {v.version: v for v in registry.versions()}[result.challenger]
     assert version.note == result.reason and version.is_live == result.promoted
     assert result.reason.startswith("promoted: ") or result.reason.startswith("refused: ")
+
+
+def _store(engine: Engine, readings) -> None:  # type: ignore[no-untyped-def]
+    with sessionmaker(engine).begin() as s:
+        s.add_all(ReadingRow(device_id=r.device_id, seq=r.seq, ts=r.ts, kind=r.kind,
+                             metrics=dict(r.metrics), received_at=r.ts) for r in readings)
+
+
+def test_retrain_rows_have_the_features_the_service_computed_at_that_reading(engine: Engine) -> None:
+    fleet = make_fleet(n_ac=5, n_rc=0, days=20, seed=5)
+    _store(engine, fleet.readings)
+    since = fleet.end - timedelta(days=8)  # the lookback starts long after each baseline
+    later = fleet.end + timedelta(days=60)  # every row labelled: compare features only
+    history = stored_history(engine, profiles=AC, since=since, devices_per_chunk=2)
+    frames, _ = outcome_frames(history, [], [], caps={720.0}, profiles=AC, now=later, observed_until=later)
+    key = ("air_conditioner", "filter_clogging")
+    frame = frames[720.0][key]
+    cut = np.datetime64(since.replace(tzinfo=None), "us")
+    full = build_frames(fleet.readings, [], observed_until=later, profiles=AC)[key]
+    served = full.take(full.ts >= cut)
+    assert frame.n_rows == served.n_rows > 0 and set(frame.device_ids) == set(served.device_ids)
+    assert np.array_equal(frame.X, served.X, equal_nan=True)
+
+    # ... which are the live store's own functions over the device's whole history.
+    profile = AC["air_conditioner"]
+    names = profile.mode("filter_clogging").features
+    device = sorted(fleet.readings, key=lambda r: r.ts)
+    for i in np.flatnonzero(frame.device_ids == "ac-001")[::37]:
+        ts = frame.ts[i].astype("datetime64[us]").item().replace(tzinfo=since.tzinfo)
+        mine = [r for r in device if r.device_id == "ac-001" and r.ts <= ts]
+        expected = compute_features(profile, mine[-profile.window:], compute_baseline(profile, mine))
+        got = dict(zip(names, frame.X[i], strict=True))
+        assert {n: got[n] for n in names} == pytest.approx({n: expected.get(n, np.nan) for n in names},
+                                                           nan_ok=True)

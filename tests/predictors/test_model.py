@@ -99,25 +99,29 @@ def test_reasons_point_at_the_degrading_metric(trained, unseen):
     assert top.value == pytest.approx(vector.values[top.name])
 
 
+def _units(n, seed):
+    """Devices whose remaining time has a per-unit offset no feature shows, and a per-unit level
+    boosting can memorise each training device by: over-confident on new ones."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    X, ttf, y, g = [], [], [], []
+    for d in range(n):
+        offset = rng.normal(0, 0.5)  # unit-to-unit variation no feature shows
+        x = rng.uniform(0, 1, (60, 3))
+        x[:, 1] = rng.uniform(0, 1) + rng.normal(0, 0.001, 60)  # the unit's own level
+        t = np.exp(1 + 4 * x[:, 0] + offset + rng.normal(0, 0.1, 60))
+        X.append(x), ttf.append(t), y.append((t < 15).astype(int)), g.append(np.full(60, d))
+    return np.vstack(X), np.concatenate(ttf), np.concatenate(y), np.concatenate(g)
+
+
 def test_conformal_intervals_cover_new_devices_as_promised():
-    """A per-unit sensor level lets boosting memorise each training device: over-confident on new ones."""
     import numpy as np
 
     from predictors import FailureModeModel
 
-    def devices(n, seed):
-        rng = np.random.default_rng(seed)
-        X, ttf, y, g = [], [], [], []
-        for d in range(n):
-            offset = rng.normal(0, 0.5)  # unit-to-unit variation no feature shows
-            x = rng.uniform(0, 1, (60, 3))
-            x[:, 1] = rng.uniform(0, 1) + rng.normal(0, 0.001, 60)  # the unit's own level
-            t = np.exp(1 + 4 * x[:, 0] + offset + rng.normal(0, 0.1, 60))
-            X.append(x), ttf.append(t), y.append((t < 15).astype(int)), g.append(np.full(60, d))
-        return np.vstack(X), np.concatenate(ttf), np.concatenate(y), np.concatenate(g)
-
-    X, ttf, y, g = devices(60, 0)
-    Xn, tn, _, _ = devices(40, 1)
+    X, ttf, y, g = _units(60, 0)
+    Xn, tn, _, _ = _units(40, 1)
     cover = {}
     for conformal in (False, True):
         m = FailureModeModel(max_iter=40, ttf_cap_h=1e6, conformal_intervals=conformal,
@@ -125,3 +129,21 @@ def test_conformal_intervals_cover_new_devices_as_promised():
         q = m.predict_ttf(Xn)
         cover[conformal] = float(np.mean((q[:, 0] <= tn) & (tn <= q[:, 2])))
     assert cover[False] < 0.75 and cover[True] >= 0.8, cover  # nominal: 0.8
+
+
+def test_conformal_coverage_does_not_hang_on_one_calibration_split():
+    """With few devices, one held-out quarter (6 of 24) gave 53-96 % coverage depending on the
+    seed; scores of every device, out of fold, keep each fleet near the nominal 80 %."""
+    import numpy as np
+
+    from predictors import FailureModeModel
+
+    Xn, tn, _, _ = _units(200, 99)
+    cover = []
+    for seed in range(6):
+        X, ttf, y, g = _units(24, seed)
+        m = FailureModeModel(max_iter=40, ttf_cap_h=1e6, random_state=seed).fit(X, y, ttf, groups=g)
+        q = m.predict_ttf(Xn)
+        cover.append(float(np.mean((q[:, 0] <= tn) & (tn <= q[:, 2]))))
+    assert (m.interval_correction_ > 0).any()
+    assert np.mean(np.abs(np.array(cover) - 0.8)) < 0.1, cover

@@ -65,6 +65,29 @@ def test_a_false_alert_never_overrides_a_recorded_failure() -> None:
     assert frame.y[near].all()
 
 
+def test_a_device_that_went_silent_is_observed_only_until_its_last_reading() -> None:
+    readings = _hourly("ac-1", 200) + _hourly("ac-2", 100)  # ac-2 stopped reporting at 99 h
+    horizon = PROFILES["air_conditioner"].mode("filter_clogging").horizon_h
+    now = START + 300 * H
+    _, observed = merge_outcomes(readings, [], [], profiles=AC, now=now)
+    assert observed == {"ac-1": START + 199 * H, "ac-2": START + 99 * H}
+    frame = build_frames(readings, [], observed_until=observed, profiles=AC)[
+        ("air_conditioner", "filter_clogging")]
+    silent = frame.ts[frame.device_ids == "ac-2"].max().astype("datetime64[us]").item()
+    # Its last horizon is unknown (it may have died), not healthy until now.
+    assert silent.replace(tzinfo=START.tzinfo) == START + 99 * H - horizon * H
+
+
+def test_a_false_alert_does_not_vouch_for_the_device_past_now() -> None:
+    readings = _hourly("ac-1", 200)
+    now = START + 205 * H
+    verdict = OutcomeLabel(device_id="ac-1", mode="filter_clogging", ts=START + 199 * H, failed=False)
+    _, observed = merge_outcomes(readings, [], [verdict], profiles=AC, now=now)
+    assert observed["ac-1"] == now  # not 199 h + the 48 h horizon: that is the future
+    _, observed = merge_outcomes(readings, [], [], profiles=AC, observed_until=START + 400 * H, now=now)
+    assert observed["ac-1"] == now
+
+
 @pytest.mark.parametrize(("champion", "challenger", "promote", "reason"), [
     ({"brier": 0.021, "auc": 0.97}, {"brier": 0.019, "brier_base_rate": 0.1, "auc": 0.97}, True,
      "promoted: brier 0.021 → 0.019, auc 0.97 → 0.97"),
