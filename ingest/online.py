@@ -19,11 +19,12 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ingest.bulk import codec_for, insert_online, update_online, upsert_history
 from ingest.contract import PROFILES, ApplianceProfile, Telemetry
-from ingest.db import FeatureHistoryRow, FeatureOnlineRow, ReadingRow
+from ingest.db import FeatureOnlineRow, ReadingRow
 from ingest.features import Reading, features_of_windows
 from ingest.window import OnlineState, Window, from_us, to_us
 
@@ -36,6 +37,9 @@ class _Plan:
     timeline: Window
     start: int
     n_total: int
+
+
+_HistoryRow = tuple[str, int, datetime, int, dict[str, float]]
 
 
 def upsert(conn: Connection, table: Any) -> Any:
@@ -84,32 +88,22 @@ def refresh_features(conn: Connection, inserted: Sequence[Telemetry], *, now: da
             plans[device_id] = _Plan(Window.of(timeline, _names(profiles[device_id])), before, totals[device_id])
     baselines = _baselines(conn, plans, online=online, profiles=profiles)
     history = _history_rows(plans, baselines=baselines, profiles=profiles)
+    codec = codec_for(conn)
+    updated_at = codec.ts(now)
     fresh_rows, known_rows = [], []
     for device_id, plan in plans.items():
         profile = profiles[device_id]
         baseline, complete = baselines[device_id]
-        state = OnlineState(plan.timeline.tail(profile.window), baseline, complete)
-        record = {"b_device_id": device_id, "ts": from_us(plan.timeline.ts_us[-1]), "n_readings": plan.n_total,
-                  "values": history[device_id][-1]["values"], "updated_at": now,
-                  "state": state.pack(_names(profile))}
+        state = OnlineState(plan.timeline.tail(profile.window), baseline, complete).pack(_names(profile))
+        ts, values = codec.ts(from_us(plan.timeline.ts_us[-1])), codec.json(history[device_id][-1][4])
         if device_id in online:
-            known_rows.append(record)
+            known_rows.append((ts, plan.n_total, values, updated_at, state, device_id))
         else:
-            fresh_rows.append(record | {"device_id": device_id, "kind": profile.kind})
-    rows = [r for per_device in history.values() for r in per_device]
-    stmt = upsert(conn, FeatureHistoryRow)
-    conn.execute(stmt.on_conflict_do_update(
-        index_elements=["device_id", "seq"],
-        set_={"values": stmt.excluded["values"], "n_readings": stmt.excluded.n_readings}), rows)
-    if fresh_rows:
-        # A plain insert: a second worker racing for a brand-new device fails its batch and retries
-        # it, by then seeing (and locking) this row instead of overwriting it.
-        conn.execute(insert(FeatureOnlineRow), [{k: v for k, v in r.items() if k != "b_device_id"}
-                                                for r in fresh_rows])
-    if known_rows:
-        conn.execute(update(FeatureOnlineRow).where(cols.device_id == bindparam("b_device_id"))
-                     .values(ts=bindparam("ts"), n_readings=bindparam("n_readings"), values=bindparam("values"),
-                             updated_at=bindparam("updated_at"), state=bindparam("state")), known_rows)
+            fresh_rows.append((device_id, profile.kind, ts, plan.n_total, values, updated_at, state))
+    upsert_history(conn, [(d, seq, codec.ts(ts), n, codec.json(values))
+                          for per_device in history.values() for d, seq, ts, n, values in per_device])
+    insert_online(conn, fresh_rows)
+    update_online(conn, known_rows)
 
 
 def _names(profile: ApplianceProfile) -> list[str]:
@@ -143,12 +137,13 @@ def _baselines(conn: Connection, plans: dict[str, _Plan], *, online: dict[str, t
 
 
 def _history_rows(plans: dict[str, _Plan], *, baselines: dict[str, tuple[np.ndarray, bool]],
-                  profiles: dict[str, ApplianceProfile]) -> dict[str, list[dict[str, Any]]]:
-    """Every new reading's point-in-time vector, one vectorised computation per appliance kind."""
+                  profiles: dict[str, ApplianceProfile]) -> dict[str, list[_HistoryRow]]:
+    """Every new reading's point-in-time ``(device_id, seq, ts, n_readings, vector)``, one vectorised
+    computation per appliance kind."""
     by_kind: dict[str, list[str]] = defaultdict(list)
     for device_id in plans:
         by_kind[profiles[device_id].kind].append(device_id)
-    out: dict[str, list[dict[str, Any]]] = {}
+    out: dict[str, list[_HistoryRow]] = {}
     for kind, device_ids in by_kind.items():
         profile = PROFILES[kind]
         w, m = profile.window, len(profile.metrics)
@@ -184,8 +179,7 @@ def _history_rows(plans: dict[str, _Plan], *, baselines: dict[str, tuple[np.ndar
         days = (all_t[index] - all_t[np.asarray(firsts)][:, None]) / 1e6 / 86400.0
         vectors = features_of_windows(profile, days=days, values=all_v[index], baseline=np.vstack(base))
         for (device_id, seq, ts_us, position), vector in zip(meta, vectors, strict=True):
-            out.setdefault(device_id, []).append({"device_id": device_id, "seq": seq, "ts": from_us(ts_us),
-                                                  "n_readings": position, "values": vector})
+            out.setdefault(device_id, []).append((device_id, seq, from_us(ts_us), position, vector))
     return out
 
 
