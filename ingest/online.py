@@ -111,10 +111,11 @@ def _names(profile: ApplianceProfile) -> list[str]:
 
 
 def baseline_of(values: np.ndarray) -> np.ndarray:
-    """Per-metric mean over the rows of ``values`` (a device's first readings); NaN where none has it."""
+    """Per-metric mean over the rows of ``values`` (a device's first readings; ``(n, m)``, or
+    ``(devices, n, m)`` for many at once); NaN where none has it."""
     present = ~np.isnan(values)
-    cnt = present.sum(axis=0)
-    sums = np.where(present, values, 0.0).sum(axis=0)
+    cnt = present.sum(axis=-2)
+    sums = np.where(present, values, 0.0).sum(axis=-2)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(cnt > 0, sums / np.maximum(cnt, 1), np.nan)
 
@@ -124,15 +125,24 @@ def _baselines(conn: Connection, plans: dict[str, _Plan], *, online: dict[str, t
     """Each device's (baseline, complete): kept once complete, else from its first readings."""
     out = {d: (online[d][1].baseline, online[d][1].complete) if d in online
            else (np.full(len(profiles[d].metrics), np.nan), False) for d in plans}
-    forming = [d for d in plans if not out[d][1]]
+    forming: dict[str, list[str]] = defaultdict(list)
+    for d in plans:
+        if not out[d][1]:
+            forming[profiles[d].kind].append(d)
     # A forming baseline needs the device's first readings: in the timeline when it holds them all.
-    missing = {d: profiles[d].baseline_readings for d in forming if plans[d].n_total > len(plans[d].timeline)}
+    missing = {d: profiles[d].baseline_readings for ids in forming.values() for d in ids
+               if plans[d].n_total > len(plans[d].timeline)}
     firsts = _first_readings(conn, missing) if missing else {}
-    for d in forming:
-        profile = profiles[d]
-        first = (Window.of(firsts.get(d, []), _names(profile)).values if d in missing
-                 else plans[d].timeline.values[: profile.baseline_readings])
-        out[d] = (baseline_of(first), first.shape[0] >= profile.baseline_readings)
+    for ids in forming.values():  # one computation per kind, the devices' first readings NaN-padded
+        profile = profiles[ids[0]]
+        b = profile.baseline_readings
+        first = [Window.of(firsts.get(d, []), _names(profile)).values if d in missing
+                 else plans[d].timeline.values[:b] for d in ids]
+        stacked = np.full((len(ids), b, len(profile.metrics)), np.nan)
+        for i, rows in enumerate(first):
+            stacked[i, :rows.shape[0]] = rows
+        for d, rows, baseline in zip(ids, first, baseline_of(stacked), strict=True):
+            out[d] = (baseline, rows.shape[0] >= b)
     return out
 
 
@@ -151,6 +161,7 @@ def _history_rows(plans: dict[str, _Plan], *, baselines: dict[str, tuple[np.ndar
         # into the previous device: a history row's window is then one fancy index.
         pad_v, pad_t = np.full((w - 1, m), np.nan), np.zeros(w - 1, np.int64)
         parts_v, parts_t, ends, firsts, base, meta = [], [], [], [], [], []
+        no_baseline = np.full(m, np.nan)
         offset = 0
         for device_id in device_ids:
             plan = plans[device_id]
@@ -168,7 +179,7 @@ def _history_rows(plans: dict[str, _Plan], *, baselines: dict[str, tuple[np.ndar
                 if position <= profile.baseline_readings and position == i + 1:
                     # The baseline is still forming: this row sees only the readings up to it. Those
                     # are its whole window (the baseline is shorter than the window): delta 0.
-                    base.append(np.full(m, np.nan) if i + 1 <= w else baseline_of(tl.values[: i + 1]))
+                    base.append(no_baseline if i + 1 <= w else baseline_of(tl.values[: i + 1]))
                 else:
                     base.append(device_base)
                 meta.append((device_id, int(tl.seq[i]), int(tl.ts_us[i]), position))

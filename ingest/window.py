@@ -114,11 +114,12 @@ class OnlineState:
         stored = data[at:at + n_names].decode().split("\x1f")
         at += n_names
         k = len(stored)
-        baseline = np.frombuffer(data, "<f8", k, at).astype(float)
+        # Read-only views of ``data`` (no copies; nothing writes into a window in place).
+        baseline = np.frombuffer(data, "<f8", k, at).astype(float, copy=False)
         at += 8 * k
-        ts_us = np.frombuffer(data, "<i8", n, at).astype(np.int64)
-        seq = np.frombuffer(data, "<i8", n, at + 8 * n).astype(np.int64)
-        raw = np.frombuffer(data, "<f8", n * k, at + 16 * n).reshape(n, k).astype(float)
+        ts_us = np.frombuffer(data, "<i8", n, at).astype(np.int64, copy=False)
+        seq = np.frombuffer(data, "<i8", n, at + 8 * n).astype(np.int64, copy=False)
+        raw = np.frombuffer(data, "<f8", n * k, at + 16 * n).reshape(n, k).astype(float, copy=False)
         if stored != list(metrics):
             picks = [stored.index(name) if name in stored else None for name in metrics]
             baseline = np.array([baseline[j] if j is not None else np.nan for j in picks])
