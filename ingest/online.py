@@ -63,10 +63,10 @@ def refresh_features(conn: Connection, inserted: Sequence[Telemetry], *, now: da
     online = {d: (r.n_readings, OnlineState.unpack(r.state, _names(profiles[d]))) for d, r in found.items()}
     plans: dict[str, _Plan] = {}
     slow: list[str] = []
+    windows = _fresh_windows(by_device, profiles)
     for device_id, new in by_device.items():
         profile = profiles[device_id]
-        names = _names(profile)
-        fresh = Window.of(sorted((_reading(t) for t in new), key=lambda r: (r.ts, r.seq)), names)
+        fresh = windows[device_id]
         if device_id not in online:  # the device's first readings ever: nothing earlier exists
             plans[device_id] = _Plan(fresh, 0, len(fresh))
             continue
@@ -106,8 +106,33 @@ def refresh_features(conn: Connection, inserted: Sequence[Telemetry], *, now: da
     update_online(conn, known_rows)
 
 
+_NAMES: dict[str, tuple[ApplianceProfile, list[str]]] = {}
+
+
 def _names(profile: ApplianceProfile) -> list[str]:
-    return [spec.name for spec in profile.metrics]
+    """The profile's metric names in order (built once per profile; callers must not change the list)."""
+    cached = _NAMES.get(profile.kind)
+    if cached is None or cached[0] is not profile:
+        cached = _NAMES[profile.kind] = (profile, [spec.name for spec in profile.metrics])
+    return cached[1]
+
+
+def _fresh_windows(by_device: dict[str, list[Telemetry]],
+                   profiles: dict[str, ApplianceProfile]) -> dict[str, Window]:
+    """Each device's new readings as a window in (ts, seq) order: one array per kind, sliced per device."""
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for device_id in by_device:
+        by_kind[profiles[device_id].kind].append(device_id)
+    out: dict[str, Window] = {}
+    for device_ids in by_kind.values():
+        ordered = [new if len(new) == 1 else sorted(new, key=lambda t: (t.ts, t.seq))
+                   for new in (by_device[d] for d in device_ids)]
+        window = Window.of([t for new in ordered for t in new], _names(profiles[device_ids[0]]))
+        at = 0
+        for device_id, new in zip(device_ids, ordered, strict=True):
+            out[device_id] = window.rows(at, at + len(new))
+            at += len(new)
+    return out
 
 
 def baseline_of(values: np.ndarray) -> np.ndarray:
@@ -192,10 +217,6 @@ def _history_rows(plans: dict[str, _Plan], *, baselines: dict[str, tuple[np.ndar
         for (device_id, seq, ts_us, position), vector in zip(meta, vectors, strict=True):
             out.setdefault(device_id, []).append((device_id, seq, from_us(ts_us), position, vector))
     return out
-
-
-def _reading(t: Telemetry) -> Reading:
-    return Reading(device_id=t.device_id, kind=t.kind, seq=t.seq, ts=t.ts, metrics=t.metrics)
 
 
 def _first_readings(conn: Connection, limits: dict[str, int]) -> dict[str, list[Reading]]:

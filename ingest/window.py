@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from ingest.contract import Telemetry
 from ingest.features import Reading
 
 __all__ = ["OnlineState", "Window", "from_us", "to_us"]
@@ -56,7 +57,7 @@ class Window:
         return Window(np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, m)))
 
     @staticmethod
-    def of(readings: Sequence[Reading], metrics: Sequence[str]) -> Window:
+    def of(readings: Sequence[Reading | Telemetry], metrics: Sequence[str]) -> Window:
         """Columns of ``readings`` (already in (ts, seq) order)."""
         n = len(readings)
         return Window(np.fromiter((to_us(r.ts) for r in readings), np.int64, n),
@@ -72,6 +73,10 @@ class Window:
         """The last ``n`` readings (none when ``n`` <= 0)."""
         start = max(len(self) - n, 0) if n > 0 else len(self)
         return Window(self.ts_us[start:], self.seq[start:], self.values[start:])
+
+    def rows(self, start: int, stop: int) -> Window:
+        """Readings ``start:stop`` (views, not copies)."""
+        return Window(self.ts_us[start:stop], self.seq[start:stop], self.values[start:stop])
 
     def head(self, n: int) -> Window:
         return Window(self.ts_us[:n], self.seq[:n], self.values[:n])
