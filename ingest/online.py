@@ -2,8 +2,10 @@
 
 Set-based over the batch and vectorised: one query loads the touched devices' online rows (locked on
 PostgreSQL, so two workers serialise per device), every new reading's window goes into one numpy
-computation per appliance kind (``features_of_windows``), and three executemany statements write
-the history rows and the online rows (insert for new devices, update for known ones).
+computation per appliance kind (``features_of_windows``), and three driver-level executemany
+statements (``ingest.bulk``) write the history rows and the online rows (insert for new devices,
+update for known ones). New readings and forming baselines are also built one array per kind, so
+the per-device Python work is a few slices, not a few numpy constructions.
 
 In the usual case — readings newer than the device's stored window — nothing is read back from
 ``readings``. A late reading (older than the newest one stored) makes that device read its timeline
