@@ -2,8 +2,10 @@
 
 Set-based over the batch and vectorised: one query loads the touched devices' online rows (locked on
 PostgreSQL, so two workers serialise per device), every new reading's window goes into one numpy
-computation per appliance kind (``features_of_windows``), and three executemany statements write
-the history rows and the online rows (insert for new devices, update for known ones).
+computation per appliance kind (``features_of_windows``), and three driver-level executemany
+statements (``ingest.bulk``) write the history rows and the online rows (insert for new devices,
+update for known ones). New readings and forming baselines are also built one array per kind, so
+the per-device Python work is a few slices, not a few numpy constructions.
 
 In the usual case — readings newer than the device's stored window — nothing is read back from
 ``readings``. A late reading (older than the newest one stored) makes that device read its timeline
@@ -19,11 +21,12 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ingest.bulk import codec_for, insert_online, update_online, upsert_history
 from ingest.contract import PROFILES, ApplianceProfile, Telemetry
-from ingest.db import FeatureHistoryRow, FeatureOnlineRow, ReadingRow
+from ingest.db import FeatureOnlineRow, ReadingRow
 from ingest.features import Reading, features_of_windows
 from ingest.window import OnlineState, Window, from_us, to_us
 
@@ -36,6 +39,9 @@ class _Plan:
     timeline: Window
     start: int
     n_total: int
+
+
+_HistoryRow = tuple[str, int, datetime, int, dict[str, float]]
 
 
 def upsert(conn: Connection, table: Any) -> Any:
@@ -59,10 +65,10 @@ def refresh_features(conn: Connection, inserted: Sequence[Telemetry], *, now: da
     online = {d: (r.n_readings, OnlineState.unpack(r.state, _names(profiles[d]))) for d, r in found.items()}
     plans: dict[str, _Plan] = {}
     slow: list[str] = []
+    windows = _fresh_windows(by_device, profiles)
     for device_id, new in by_device.items():
         profile = profiles[device_id]
-        names = _names(profile)
-        fresh = Window.of(sorted((_reading(t) for t in new), key=lambda r: (r.ts, r.seq)), names)
+        fresh = windows[device_id]
         if device_id not in online:  # the device's first readings ever: nothing earlier exists
             plans[device_id] = _Plan(fresh, 0, len(fresh))
             continue
@@ -84,43 +90,59 @@ def refresh_features(conn: Connection, inserted: Sequence[Telemetry], *, now: da
             plans[device_id] = _Plan(Window.of(timeline, _names(profiles[device_id])), before, totals[device_id])
     baselines = _baselines(conn, plans, online=online, profiles=profiles)
     history = _history_rows(plans, baselines=baselines, profiles=profiles)
+    codec = codec_for(conn)
+    updated_at = codec.ts(now)
     fresh_rows, known_rows = [], []
     for device_id, plan in plans.items():
         profile = profiles[device_id]
         baseline, complete = baselines[device_id]
-        state = OnlineState(plan.timeline.tail(profile.window), baseline, complete)
-        record = {"b_device_id": device_id, "ts": from_us(plan.timeline.ts_us[-1]), "n_readings": plan.n_total,
-                  "values": history[device_id][-1]["values"], "updated_at": now,
-                  "state": state.pack(_names(profile))}
+        state = OnlineState(plan.timeline.tail(profile.window), baseline, complete).pack(_names(profile))
+        ts, values = codec.ts(from_us(plan.timeline.ts_us[-1])), codec.json(history[device_id][-1][4])
         if device_id in online:
-            known_rows.append(record)
+            known_rows.append((ts, plan.n_total, values, updated_at, state, device_id))
         else:
-            fresh_rows.append(record | {"device_id": device_id, "kind": profile.kind})
-    rows = [r for per_device in history.values() for r in per_device]
-    stmt = upsert(conn, FeatureHistoryRow)
-    conn.execute(stmt.on_conflict_do_update(
-        index_elements=["device_id", "seq"],
-        set_={"values": stmt.excluded["values"], "n_readings": stmt.excluded.n_readings}), rows)
-    if fresh_rows:
-        # A plain insert: a second worker racing for a brand-new device fails its batch and retries
-        # it, by then seeing (and locking) this row instead of overwriting it.
-        conn.execute(insert(FeatureOnlineRow), [{k: v for k, v in r.items() if k != "b_device_id"}
-                                                for r in fresh_rows])
-    if known_rows:
-        conn.execute(update(FeatureOnlineRow).where(cols.device_id == bindparam("b_device_id"))
-                     .values(ts=bindparam("ts"), n_readings=bindparam("n_readings"), values=bindparam("values"),
-                             updated_at=bindparam("updated_at"), state=bindparam("state")), known_rows)
+            fresh_rows.append((device_id, profile.kind, ts, plan.n_total, values, updated_at, state))
+    upsert_history(conn, [(d, seq, codec.ts(ts), n, codec.json(values))
+                          for per_device in history.values() for d, seq, ts, n, values in per_device])
+    insert_online(conn, fresh_rows)
+    update_online(conn, known_rows)
+
+
+_NAMES: dict[str, tuple[ApplianceProfile, list[str]]] = {}
 
 
 def _names(profile: ApplianceProfile) -> list[str]:
-    return [spec.name for spec in profile.metrics]
+    """The profile's metric names in order (built once per profile; callers must not change the list)."""
+    cached = _NAMES.get(profile.kind)
+    if cached is None or cached[0] is not profile:
+        cached = _NAMES[profile.kind] = (profile, [spec.name for spec in profile.metrics])
+    return cached[1]
+
+
+def _fresh_windows(by_device: dict[str, list[Telemetry]],
+                   profiles: dict[str, ApplianceProfile]) -> dict[str, Window]:
+    """Each device's new readings as a window in (ts, seq) order: one array per kind, sliced per device."""
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for device_id in by_device:
+        by_kind[profiles[device_id].kind].append(device_id)
+    out: dict[str, Window] = {}
+    for device_ids in by_kind.values():
+        ordered = [new if len(new) == 1 else sorted(new, key=lambda t: (t.ts, t.seq))
+                   for new in (by_device[d] for d in device_ids)]
+        window = Window.of([t for new in ordered for t in new], _names(profiles[device_ids[0]]))
+        at = 0
+        for device_id, new in zip(device_ids, ordered, strict=True):
+            out[device_id] = window.rows(at, at + len(new))
+            at += len(new)
+    return out
 
 
 def baseline_of(values: np.ndarray) -> np.ndarray:
-    """Per-metric mean over the rows of ``values`` (a device's first readings); NaN where none has it."""
+    """Per-metric mean over the rows of ``values`` (a device's first readings; ``(n, m)``, or
+    ``(devices, n, m)`` for many at once); NaN where none has it."""
     present = ~np.isnan(values)
-    cnt = present.sum(axis=0)
-    sums = np.where(present, values, 0.0).sum(axis=0)
+    cnt = present.sum(axis=-2)
+    sums = np.where(present, values, 0.0).sum(axis=-2)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(cnt > 0, sums / np.maximum(cnt, 1), np.nan)
 
@@ -130,25 +152,35 @@ def _baselines(conn: Connection, plans: dict[str, _Plan], *, online: dict[str, t
     """Each device's (baseline, complete): kept once complete, else from its first readings."""
     out = {d: (online[d][1].baseline, online[d][1].complete) if d in online
            else (np.full(len(profiles[d].metrics), np.nan), False) for d in plans}
-    forming = [d for d in plans if not out[d][1]]
+    forming: dict[str, list[str]] = defaultdict(list)
+    for d in plans:
+        if not out[d][1]:
+            forming[profiles[d].kind].append(d)
     # A forming baseline needs the device's first readings: in the timeline when it holds them all.
-    missing = {d: profiles[d].baseline_readings for d in forming if plans[d].n_total > len(plans[d].timeline)}
+    missing = {d: profiles[d].baseline_readings for ids in forming.values() for d in ids
+               if plans[d].n_total > len(plans[d].timeline)}
     firsts = _first_readings(conn, missing) if missing else {}
-    for d in forming:
-        profile = profiles[d]
-        first = (Window.of(firsts.get(d, []), _names(profile)).values if d in missing
-                 else plans[d].timeline.values[: profile.baseline_readings])
-        out[d] = (baseline_of(first), first.shape[0] >= profile.baseline_readings)
+    for ids in forming.values():  # one computation per kind, the devices' first readings NaN-padded
+        profile = profiles[ids[0]]
+        b = profile.baseline_readings
+        first = [Window.of(firsts.get(d, []), _names(profile)).values if d in missing
+                 else plans[d].timeline.values[:b] for d in ids]
+        stacked = np.full((len(ids), b, len(profile.metrics)), np.nan)
+        for i, rows in enumerate(first):
+            stacked[i, :rows.shape[0]] = rows
+        for d, rows, baseline in zip(ids, first, baseline_of(stacked), strict=True):
+            out[d] = (baseline, rows.shape[0] >= b)
     return out
 
 
 def _history_rows(plans: dict[str, _Plan], *, baselines: dict[str, tuple[np.ndarray, bool]],
-                  profiles: dict[str, ApplianceProfile]) -> dict[str, list[dict[str, Any]]]:
-    """Every new reading's point-in-time vector, one vectorised computation per appliance kind."""
+                  profiles: dict[str, ApplianceProfile]) -> dict[str, list[_HistoryRow]]:
+    """Every new reading's point-in-time ``(device_id, seq, ts, n_readings, vector)``, one vectorised
+    computation per appliance kind."""
     by_kind: dict[str, list[str]] = defaultdict(list)
     for device_id in plans:
         by_kind[profiles[device_id].kind].append(device_id)
-    out: dict[str, list[dict[str, Any]]] = {}
+    out: dict[str, list[_HistoryRow]] = {}
     for kind, device_ids in by_kind.items():
         profile = PROFILES[kind]
         w, m = profile.window, len(profile.metrics)
@@ -156,6 +188,7 @@ def _history_rows(plans: dict[str, _Plan], *, baselines: dict[str, tuple[np.ndar
         # into the previous device: a history row's window is then one fancy index.
         pad_v, pad_t = np.full((w - 1, m), np.nan), np.zeros(w - 1, np.int64)
         parts_v, parts_t, ends, firsts, base, meta = [], [], [], [], [], []
+        no_baseline = np.full(m, np.nan)
         offset = 0
         for device_id in device_ids:
             plan = plans[device_id]
@@ -173,7 +206,7 @@ def _history_rows(plans: dict[str, _Plan], *, baselines: dict[str, tuple[np.ndar
                 if position <= profile.baseline_readings and position == i + 1:
                     # The baseline is still forming: this row sees only the readings up to it. Those
                     # are its whole window (the baseline is shorter than the window): delta 0.
-                    base.append(np.full(m, np.nan) if i + 1 <= w else baseline_of(tl.values[: i + 1]))
+                    base.append(no_baseline if i + 1 <= w else baseline_of(tl.values[: i + 1]))
                 else:
                     base.append(device_base)
                 meta.append((device_id, int(tl.seq[i]), int(tl.ts_us[i]), position))
@@ -184,13 +217,8 @@ def _history_rows(plans: dict[str, _Plan], *, baselines: dict[str, tuple[np.ndar
         days = (all_t[index] - all_t[np.asarray(firsts)][:, None]) / 1e6 / 86400.0
         vectors = features_of_windows(profile, days=days, values=all_v[index], baseline=np.vstack(base))
         for (device_id, seq, ts_us, position), vector in zip(meta, vectors, strict=True):
-            out.setdefault(device_id, []).append({"device_id": device_id, "seq": seq, "ts": from_us(ts_us),
-                                                  "n_readings": position, "values": vector})
+            out.setdefault(device_id, []).append((device_id, seq, from_us(ts_us), position, vector))
     return out
-
-
-def _reading(t: Telemetry) -> Reading:
-    return Reading(device_id=t.device_id, kind=t.kind, seq=t.seq, ts=t.ts, metrics=t.metrics)
 
 
 def _first_readings(conn: Connection, limits: dict[str, int]) -> dict[str, list[Reading]]:

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from ingest.bulk import codec_for, insert_new_readings, upsert_devices
 from ingest.clock import Clock
 from ingest.contract import (
     MAX_PAYLOAD_BYTES,
@@ -350,11 +351,10 @@ def _insert_readings(conn: Connection, fresh: Sequence[Telemetry], *, received_a
     """Insert what is new; returns the readings really stored (not already there)."""
     if not fresh:
         return []
-    stmt = (upsert(conn, ReadingRow).on_conflict_do_nothing(index_elements=["device_id", "seq"])
-            .returning(ReadingRow.device_id, ReadingRow.seq))
-    params = [{"device_id": t.device_id, "seq": t.seq, "ts": t.ts, "kind": t.kind,
-               "metrics": t.metrics, "received_at": received_at} for t in fresh]
-    stored = {(d, s) for d, s in conn.execute(stmt, params)}
+    codec = codec_for(conn)
+    at = codec.ts(received_at)
+    stored = insert_new_readings(conn, [(t.device_id, t.seq, codec.ts(t.ts), t.kind, codec.json(t.metrics), at)
+                                        for t in fresh])
     return [t for t in fresh if (t.device_id, t.seq) in stored]
 
 
@@ -374,15 +374,9 @@ def _touch_devices(conn: Connection, inserted: Sequence[Telemetry]) -> None:
             first[t.device_id] = t.ts
         if t.device_id not in latest or t.ts >= latest[t.device_id].ts:
             latest[t.device_id] = t
-    stmt = upsert(conn, DeviceRow)
-    newer = DeviceRow.last_seen.is_(None) | (stmt.excluded.last_seen >= DeviceRow.last_seen)
-    earlier = DeviceRow.first_seen.is_(None) | (stmt.excluded.first_seen < DeviceRow.first_seen)
-    conn.execute(stmt.on_conflict_do_update(index_elements=["device_id"], set_={
-        "first_seen": case((earlier, stmt.excluded.first_seen), else_=DeviceRow.first_seen),
-        **{name: case((newer, stmt.excluded[name]), else_=DeviceRow.__table__.c[name])
-           for name in ("last_seen", "last_seq", "model", "firmware")},
-    }), [{"device_id": d, "kind": t.kind, "model": t.model, "firmware": t.firmware, "status": "unknown",
-          "first_seen": first[d], "last_seen": t.ts, "last_seq": t.seq} for d, t in latest.items()])
+    codec = codec_for(conn)
+    upsert_devices(conn, [(d, t.kind, t.model, t.firmware, "unknown", codec.ts(first[d]), codec.ts(t.ts), t.seq)
+                          for d, t in latest.items()])
 
 
 def _insert_events(conn: Connection, events: Sequence[Event], *, received_at: datetime) -> int:

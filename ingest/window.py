@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from ingest.contract import Telemetry
 from ingest.features import Reading
 
 __all__ = ["OnlineState", "Window", "from_us", "to_us"]
@@ -56,7 +57,7 @@ class Window:
         return Window(np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, m)))
 
     @staticmethod
-    def of(readings: Sequence[Reading], metrics: Sequence[str]) -> Window:
+    def of(readings: Sequence[Reading | Telemetry], metrics: Sequence[str]) -> Window:
         """Columns of ``readings`` (already in (ts, seq) order)."""
         n = len(readings)
         return Window(np.fromiter((to_us(r.ts) for r in readings), np.int64, n),
@@ -72,6 +73,10 @@ class Window:
         """The last ``n`` readings (none when ``n`` <= 0)."""
         start = max(len(self) - n, 0) if n > 0 else len(self)
         return Window(self.ts_us[start:], self.seq[start:], self.values[start:])
+
+    def rows(self, start: int, stop: int) -> Window:
+        """Readings ``start:stop`` (views, not copies)."""
+        return Window(self.ts_us[start:stop], self.seq[start:stop], self.values[start:stop])
 
     def head(self, n: int) -> Window:
         return Window(self.ts_us[:n], self.seq[:n], self.values[:n])
@@ -114,11 +119,12 @@ class OnlineState:
         stored = data[at:at + n_names].decode().split("\x1f")
         at += n_names
         k = len(stored)
-        baseline = np.frombuffer(data, "<f8", k, at).astype(float)
+        # Read-only views of ``data`` (no copies; nothing writes into a window in place).
+        baseline = np.frombuffer(data, "<f8", k, at).astype(float, copy=False)
         at += 8 * k
-        ts_us = np.frombuffer(data, "<i8", n, at).astype(np.int64)
-        seq = np.frombuffer(data, "<i8", n, at + 8 * n).astype(np.int64)
-        raw = np.frombuffer(data, "<f8", n * k, at + 16 * n).reshape(n, k).astype(float)
+        ts_us = np.frombuffer(data, "<i8", n, at).astype(np.int64, copy=False)
+        seq = np.frombuffer(data, "<i8", n, at + 8 * n).astype(np.int64, copy=False)
+        raw = np.frombuffer(data, "<f8", n * k, at + 16 * n).reshape(n, k).astype(float, copy=False)
         if stored != list(metrics):
             picks = [stored.index(name) if name in stored else None for name in metrics]
             baseline = np.array([baseline[j] if j is not None else np.nan for j in picks])

@@ -116,3 +116,48 @@ def test_arbitrary_json_objects_are_accepted_only_when_valid(body: dict) -> None
     except DecodeError:
         return
     assert t.device_id == "rc-1" and t.kind in PROFILES
+
+
+def _object_text(pairs: list[tuple[str, object]], seps: list[str], ascii_only: bool) -> str:
+    """A JSON object written from ``pairs`` as given: duplicate keys and odd spacing included."""
+    parts = []
+    for i, (key, value) in enumerate(pairs):
+        text = _object_text(*value) if isinstance(value, tuple) else json.dumps(value, ensure_ascii=ascii_only)
+        parts.append(f"{json.dumps(key, ensure_ascii=ascii_only)}{seps[i % len(seps)]}{text}")
+    return "{" + ",".join(parts) + "}"
+
+
+_keys = st.sampled_from(["v", "device_id", "kind", "model", "firmware", "seq", "ts", "metrics", "a:b", "time_to_boil_s"])
+_scalars = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.sampled_from(
+    [1, 2, 700, 2**63, 2**64 + 1, 10**30, "rc-1", "rice_cooker", "RC-100", "1.0", "x:y", "\u00e9:", "2026-03-02T12:00:00Z",
+     "2026-03-02T11:59:00.123Z"]))
+_seps = st.lists(st.sampled_from([":", " : ", ": ", ":\n"]), min_size=1, max_size=3)
+_metrics = st.tuples(st.lists(st.tuples(st.sampled_from(["time_to_boil_s", "heater_power_w", "a:b", "peak_temp_c"]),
+                                        _scalars), max_size=4), _seps, st.booleans())
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_keys, _scalars | _metrics), max_size=10), _seps, st.booleans(), st.booleans())
+def test_the_fast_json_path_decides_exactly_as_the_exact_one(pairs, seps, ascii_only, valid_base) -> None:  # type: ignore[no-untyped-def]
+    """orjson is used only where it cannot differ: same telemetry or same reason, duplicates included."""
+    import ingest.contract.wire as wire
+
+    if valid_base:  # most generated objects fail early; start from a valid one and add to it
+        base = [("v", 1), ("device_id", "rc-1"), ("kind", "rice_cooker"), ("model", "RC-100"), ("firmware", "1.0"),
+                ("seq", 1), ("ts", "2026-03-02T12:00:00Z"), ("metrics", ([("time_to_boil_s", 700.5)], [":"], True))]
+        pairs = base + pairs
+    payload = _object_text(pairs, seps, ascii_only).encode()
+
+    def outcome() -> object:
+        try:
+            return decode_telemetry(payload, topic=telemetry_topic("rc-1"), now=NOW)
+        except DecodeError as exc:
+            return exc.reason
+
+    fast = outcome()
+    plain, wire._load_plain_object = wire._load_plain_object, lambda _: None
+    try:
+        exact = outcome()
+    finally:
+        wire._load_plain_object = plain
+    assert fast == exact
