@@ -101,8 +101,10 @@ def main() -> None:
           f"{len(held.readings):,} readings, {len(held.failures)} failures, "
           f"{len(held.sensor_faults)} sensor faults, simulated in {t2 - t1:.0f} s")
     config = PolicyConfig()
+    rss_before = _reset_peak_rss()
     ours = evaluate_history(held, scorer=Scorer(registry), config=config, progress=print)
     t3 = time.perf_counter()
+    rss_peak = _peak_rss()
     base = evaluate_history(held, scorer=ThresholdBaseline(), config=config, progress=print)
     t4 = time.perf_counter()
     paths = write_report(ours, args.out / "report.json", title="Foresight held-out evaluation")
@@ -110,6 +112,9 @@ def main() -> None:
 
     print(f"\nreplay: Foresight {t3 - t2:.0f} s, baseline {t4 - t3:.0f} s; "
           f"load after: {os.getloadavg()[0]:.2f}")
+    if rss_before is not None and rss_peak is not None:
+        print(f"memory: RSS {rss_before:.0f} MB with the fleet loaded, peak {rss_peak:.0f} MB during the "
+              f"Foresight replay (+{rss_peak - rss_before:.0f} MB)")
     print(f"\n{'figure':40} {'target':>8} {'Foresight':>10} {'baseline':>10}")
     for key in HEADLINE:
         op, goal = TARGETS.get(key, ("", None))
@@ -124,6 +129,29 @@ def main() -> None:
     print(f"\nsensor faults: {ours['sensor_faults']}")
     print(f"escalations by rule: {ours['escalations_by_rule']}")
     print(f"report: {paths['html']}")
+
+
+def _status_mb(key: str) -> float | None:
+    """A ``/proc/self/status`` memory figure in MB (None off Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith(key))
+    except (OSError, StopIteration):
+        return None
+
+
+def _reset_peak_rss() -> float | None:
+    """Reset the peak-RSS mark (Linux ``clear_refs``) so the next reading is the replay's; current RSS."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+    except OSError:
+        return None
+    return _status_mb("VmRSS")
+
+
+def _peak_rss() -> float | None:
+    return _status_mb("VmHWM")
 
 
 def _fmt(v: object) -> str:

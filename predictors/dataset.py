@@ -32,7 +32,7 @@ manufacturer's records: a device is known healthy only up to its own last readin
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -49,6 +49,7 @@ __all__ = [
     "TrainingFrame",
     "build_frames",
     "device_feature_matrix",
+    "feature_value",
     "min_readings",
 ]
 
@@ -111,6 +112,48 @@ def min_readings(profile: ApplianceProfile) -> int:
 def all_feature_names(profile: ApplianceProfile) -> tuple[str, ...]:
     """Every feature the store computes for a profile, metric-major, in ``STATS`` order."""
     return tuple(feature_name(spec.name, s) for spec in profile.metrics for s in STATS)
+
+
+def _ratio(name: str, get: Callable[[str], np.ndarray]) -> np.ndarray | None:
+    """A ratio feature ``"a/b__stat"`` from the statistics of ``a`` and ``b`` (None: not a ratio).
+
+    ``last``: last a / last b; ``mean``: mean a / mean b; ``std``: std a / mean b; ``slope_per_day``:
+    the quotient rule on the two slopes; ``delta``: the ratio of the means minus that of the
+    baselines (mean - delta). NaN where a part is missing or a denominator is zero.
+    """
+    metric, _, stat = name.rpartition("__")
+    num, sep, den = metric.partition("/")
+    if not sep:
+        return None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        def div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return np.where(np.abs(b) > 1e-12, a / np.where(np.abs(b) > 1e-12, b, 1.0), np.nan)
+
+        mean_a, mean_b = get(feature_name(num, "mean")), get(feature_name(den, "mean"))
+        if stat == "last":
+            return div(get(feature_name(num, "last")), get(feature_name(den, "last")))
+        if stat == "mean":
+            return div(mean_a, mean_b)
+        if stat == "std":
+            return div(get(feature_name(num, "std")), mean_b)
+        if stat == "slope_per_day":
+            slope_a, slope_b = get(feature_name(num, "slope_per_day")), get(feature_name(den, "slope_per_day"))
+            return div(slope_a * mean_b - mean_a * slope_b, mean_b * mean_b)
+        if stat == "delta":
+            base_a = mean_a - get(feature_name(num, "delta"))
+            base_b = mean_b - get(feature_name(den, "delta"))
+            return div(mean_a, mean_b) - div(base_a, base_b)
+    raise ValueError(f"{name}: a ratio feature has no statistic {stat!r}")
+
+
+def feature_value(values: Mapping[str, float], name: str) -> float | None:
+    """One model input from a feature vector's values: a stored statistic, or a ratio feature
+    (``FailureMode.ratios``) derived from two. None when missing."""
+    if "/" not in name:
+        return values.get(name)
+    out = _ratio(name, lambda n: np.array([values.get(n, np.nan)], float))
+    assert out is not None
+    return None if np.isnan(out[0]) else float(out[0])
 
 
 def device_feature_matrix(profile: ApplianceProfile, readings: Sequence[Reading]) -> np.ndarray:
@@ -271,9 +314,9 @@ def build_frames(readings: Iterable[Reading], failures: Sequence[FailureLabel], 
                                    horizon_h=mode.horizon_h, cap_h=ttf_cap_h)
             if not keep.any():
                 continue
-            cols = [col_of[f] for f in mode.features]
+            X = np.column_stack([_column(feats[keep], col_of, f) for f in mode.features])
             parts[(profile.kind, mode.name)].append(
-                (feats[keep][:, cols], y[keep], ttf[keep],
+                (X, y[keep], ttf[keep],
                  np.full(int(keep.sum()), device_id, dtype=object), ts64[keep]))
 
     frames: dict[tuple[str, str], TrainingFrame] = {}
@@ -284,6 +327,16 @@ def build_frames(readings: Iterable[Reading], failures: Sequence[FailureLabel], 
             kind=kind, mode=mode_name, features=mode.features, horizon_h=mode.horizon_h,
             ttf_cap_h=ttf_cap_h, X=X, y=y, ttf_h=ttf, device_ids=ids, ts=ts)
     return frames
+
+
+def _column(feats: np.ndarray, col_of: Mapping[str, int], name: str) -> np.ndarray:
+    """One model input column: a stored statistic, or a ratio feature derived from two."""
+    if name in col_of:
+        return feats[:, col_of[name]]
+    out = _ratio(name, lambda n: feats[:, col_of[n]])
+    if out is None:
+        raise KeyError(name)
+    return out
 
 
 def _labels(t_s: np.ndarray, failures_s: np.ndarray | None, *, end_s: float, horizon_h: float,

@@ -80,6 +80,7 @@ def profile_from_dict(data: Mapping[str, Any]) -> ApplianceProfile:
         threshold = m.get("threshold")
         modes.append(FailureMode(**{**m, "action": ActionKind(m["action"]),
                                     "metrics": tuple(m["metrics"]),
+                                    "ratios": tuple((str(a), str(b)) for a, b in m.get("ratios", ())),
                                     "threshold": Threshold(**threshold) if threshold else None}))
     metrics = tuple(MetricSpec(**{**s, "corroborated_by": tuple(
         (str(partner), float(ratio)) for partner, ratio in s.get("corroborated_by", ()))})

@@ -22,7 +22,7 @@ import numpy as np
 
 from ingest.contract import PROFILES, ApplianceProfile
 from ingest.features import FeatureVector
-from predictors.dataset import min_readings
+from predictors.dataset import feature_value, min_readings
 from predictors.quality import sensor_faults
 from predictors.registry import LoadedModel, ModelRegistry
 from predictors.types import FeatureContribution, Prediction
@@ -92,7 +92,7 @@ class Scorer:
 def _predict(loaded: LoadedModel, batch: Sequence[FeatureVector], profile: ApplianceProfile,
              metrics: Sequence[str]) -> list[Prediction]:
     model, names = loaded.model, loaded.features
-    o = model.outlook(np.array([[_num(v.values.get(f)) for f in names] for v in batch],
+    o = model.outlook(np.array([[_num(feature_value(v.values, f)) for f in names] for v in batch],
                                dtype=np.float64).reshape(len(batch), len(names)), top=TOP_FEATURES)
     X, p, ttf, top_idx, top_w, oor = o.X, o.p_fail, o.ttf_h, o.top_index, o.top_weight, o.out_of_range
     # Novelty is judged on levels. Slopes and spreads are heavy-tailed: a repair or a filter change
