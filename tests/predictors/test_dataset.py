@@ -17,6 +17,7 @@ from predictors.dataset import (
     build_frames,
     device_feature_matrix,
     feature_value,
+    input_matrix,
     min_readings,
 )
 from tests.predictors.synth import START, make_fleet
@@ -78,9 +79,11 @@ def test_ratio_features_in_frames_equal_those_derived_from_the_live_vector():
     first = min_readings(wp) - 1
     assert frame.n_rows == len(readings) - first
     missing = 0
+    lives = []
     for row, i in zip(frame.X, range(first, len(readings)), strict=True):
         live = compute_features(wp, readings[max(0, i - wp.window + 1):i + 1],
                                 compute_baseline(wp, readings[:i + 1]))
+        lives.append(live)
         for j, name in enumerate(mode.features):
             want = feature_value(live, name)
             if want is None:
@@ -89,6 +92,7 @@ def test_ratio_features_in_frames_equal_those_derived_from_the_live_vector():
             else:
                 assert row[j] == pytest.approx(want, rel=1e-9, abs=1e-12), (i, name)
     assert missing > 0
+    np.testing.assert_allclose(input_matrix(lives, mode.features), frame.X, rtol=1e-9, atol=1e-12)
     last = compute_features(wp, readings[-wp.window:], compute_baseline(wp, readings))
     assert feature_value(last, "tds_out_ppm/tds_in_ppm__mean") == pytest.approx(
         last["tds_out_ppm__mean"] / last["tds_in_ppm__mean"])
