@@ -25,7 +25,7 @@ A booking always finds a slot (technician capacity is not what is measured here)
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -42,7 +42,7 @@ from .policy import CaseHistory, DecisionAction, PolicyConfig, decide, failure_m
 __all__ = ["ReplayCase", "ReplayResult", "ThresholdBaseline", "VectorScorer", "replay"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_CHUNK = 20_000  # vectors scored per batch: bounds memory on long histories
+_CHUNK = 20_000  # readings per batch of devices replayed together: bounds memory on long histories
 
 
 class VectorScorer(Protocol):
@@ -129,69 +129,104 @@ class ThresholdBaseline:
         return out
 
 
-def _vectors(readings: Iterable[Reading], profiles: Mapping[str, ApplianceProfile], sweep: timedelta,
-             ) -> tuple[list[tuple[float, FeatureVector]], dict[str, tuple[datetime, datetime]], dict[str, str]]:
-    """(sweep end in epoch s, the device's newest vector by then), for each device and sweep it read in."""
+def _by_device(readings: Iterable[Reading], profiles: Mapping[str, ApplianceProfile]) -> dict[str, list[Reading]]:
+    """Each known-kind device's readings in timestamp order (references to the inputs, not copies)."""
     by_device: dict[str, list[Reading]] = defaultdict(list)
     for r in readings:
         if r.kind in profiles:
             by_device[r.device_id].append(r)
-    step = sweep.total_seconds()
-    out: list[tuple[float, FeatureVector]] = []
-    spans, kinds = {}, {}
-    for device_id, dev in by_device.items():
+    for dev in by_device.values():
         dev.sort(key=lambda r: r.ts)
-        profile = profiles[dev[0].kind]
-        spans[device_id], kinds[device_id] = (dev[0].ts, dev[-1].ts), profile.kind
-        feats = device_feature_matrix(profile, dev)
-        names = all_feature_names(profile)
-        t = np.fromiter(((r.ts - _EPOCH).total_seconds() for r in dev), float, len(dev))
-        sweep_end = (np.floor(t / step) + 1) * step
-        last_in_sweep = np.append(sweep_end[1:] != sweep_end[:-1], True)
-        for i in np.flatnonzero(last_in_sweep):
-            row = feats[i]
-            values = {n: float(x) for n, x in zip(names, row, strict=True) if not np.isnan(x)}
-            out.append((float(sweep_end[i]), FeatureVector(device_id, profile.kind, dev[i].ts, int(i) + 1,
-                                                           values)))
-    out.sort(key=lambda item: (item[0], item[1].device_id))
-    return out, spans, kinds
+    return by_device
+
+
+def _device_vectors(profile: ApplianceProfile, dev: Sequence[Reading], step: float
+                    ) -> list[tuple[float, FeatureVector]]:
+    """(sweep end in epoch s, the device's newest vector by then), for each sweep the device read in."""
+    feats = device_feature_matrix(profile, dev)
+    names = all_feature_names(profile)
+    t = np.fromiter(((r.ts - _EPOCH).total_seconds() for r in dev), float, len(dev))
+    sweep_end = (np.floor(t / step) + 1) * step
+    last_in_sweep = np.append(sweep_end[1:] != sweep_end[:-1], True)
+    out = []
+    for i in np.flatnonzero(last_in_sweep):
+        values = {n: float(x) for n, x in zip(names, feats[i], strict=True) if not np.isnan(x)}
+        out.append((float(sweep_end[i]), FeatureVector(dev[i].device_id, profile.kind, dev[i].ts, int(i) + 1,
+                                                       values)))
+    return out
+
+
+def _batches(by_device: Mapping[str, Sequence[Reading]], size: int) -> Iterator[list[str]]:
+    """Devices in id order, grouped so that a group holds about ``size`` readings (at least one device)."""
+    group: list[str] = []
+    count = 0
+    for device_id in sorted(by_device):
+        group.append(device_id)
+        count += len(by_device[device_id])
+        if count >= size:
+            yield group
+            group, count = [], 0
+    if group:
+        yield group
 
 
 def replay(readings: Iterable[Reading], *, scorer: VectorScorer, config: PolicyConfig,
            sweep: timedelta = timedelta(hours=1), ticket_resolution: timedelta = timedelta(hours=48),
            profiles: Mapping[str, ApplianceProfile] = PROFILES) -> ReplayResult:
-    """Replay ``readings`` (any order) through ``scorer`` and the policy; see the module docstring."""
+    """Replay ``readings`` (any order) through ``scorer`` and the policy; see the module docstring.
+
+    Case history is per device (a case, a data-quality ticket, a cooldown never spans two devices),
+    so devices are replayed a batch at a time -- features, scores and policy for about ``_CHUNK``
+    readings' worth of devices, then the next batch: memory is bounded by a batch, not the history.
+    Within a device, sweeps run in event-time order.
+    """
     if sweep <= timedelta(0) or ticket_resolution < timedelta(0):
         raise ValueError("sweep must be positive and ticket_resolution not negative")
-    items, spans, kinds = _vectors(readings, profiles, sweep)
-    states: dict[tuple[str, str], _State] = defaultdict(_State)
-    open_dq: dict[tuple[str, str], set[str]] = defaultdict(set)  # (device, rule) -> modes with such a ticket
+    by_device = _by_device(readings, profiles)
+    spans = {d: (dev[0].ts, dev[-1].ts) for d, dev in by_device.items()}
+    kinds = {d: dev[0].kind for d, dev in by_device.items()}
+    step = sweep.total_seconds()
     cases: list[ReplayCase] = []
     decisions: dict[str, int] = defaultdict(int)
-    keys, devices, ts, ps = [], [], [], []
+    keys: list[np.ndarray] = []
+    devices: list[np.ndarray] = []
+    ts: list[np.ndarray] = []
+    ps: list[np.ndarray] = []
     n_pred = 0
-    for start in range(0, len(items), _CHUNK):
-        chunk = items[start:start + _CHUNK]
-        # Predictions depend on the vector only, so a chunk of sweeps can be scored in one batch.
+    names: dict[tuple[str, str], str] = {}  # one "kind.mode" string each, shared by every row
+    for group in _batches(by_device, _CHUNK):
+        items = [item for d in group for item in _device_vectors(profiles[kinds[d]], by_device[d], step)]
+        if not items:
+            continue
+        # Predictions depend on the vector only, so a batch of devices can be scored in one call.
         by_vector: dict[int, list[Prediction]] = defaultdict(list)
-        index = {(v.device_id, v.ts, v.n_readings): k for k, (_, v) in enumerate(chunk)}
-        for p in scorer.score_many([v for _, v in chunk], now=_EPOCH + timedelta(seconds=chunk[-1][0])):
+        index = {(v.device_id, v.ts, v.n_readings): k for k, (_, v) in enumerate(items)}
+        predictions = scorer.score_many([v for _, v in items], now=_EPOCH + timedelta(seconds=max(t for t, _ in items)))
+        for p in predictions:
             by_vector[index[(p.device_id, p.ts, p.n_readings)]].append(p)
-        for k, (sweep_end, _) in enumerate(chunk):
+        states: dict[tuple[str, str], _State] = defaultdict(_State)
+        open_dq: dict[tuple[str, str], set[str]] = defaultdict(set)  # (device, rule) -> modes with such a ticket
+        for k, (sweep_end, _) in enumerate(items):  # per device, in sweep order
             now = _EPOCH + timedelta(seconds=sweep_end)
             for p in by_vector.get(k, ()):
-                n_pred += 1
-                keys.append(f"{p.kind}.{p.mode}")
-                devices.append(p.device_id)
-                ts.append((p.ts - _EPOCH).total_seconds())
-                ps.append(p.p_fail)
-                rule = _handle(p, now, states[(p.device_id, p.mode)], open_dq, cases, config,
-                               ticket_resolution)
+                rule = _handle(p, now, states[(p.device_id, p.mode)], open_dq, cases, config, ticket_resolution)
                 decisions[rule] += 1
-    return ReplayResult(cases=cases, scored_key=np.asarray(keys, dtype=object),
-                        scored_device=np.asarray(devices, dtype=object), scored_ts=np.asarray(ts, float),
-                        scored_p=np.asarray(ps, float), spans=spans, kinds=kinds, predictions=n_pred,
-                        decisions=dict(decisions))
+        n_pred += len(predictions)
+        keys.append(np.asarray([names.setdefault((p.kind, p.mode), f"{p.kind}.{p.mode}") for p in predictions],
+                               dtype=object))
+        devices.append(np.asarray([p.device_id for p in predictions], dtype=object))
+        ts.append(np.fromiter(((p.ts - _EPOCH).total_seconds() for p in predictions), float, len(predictions)))
+        ps.append(np.fromiter((p.p_fail for p in predictions), float, len(predictions)))
+    # The order the service would have opened them in: by time, then device, then the profile's modes.
+    rank = {(kind, m.name): j for kind, prof in profiles.items() for j, m in enumerate(prof.failure_modes)}
+    cases.sort(key=lambda c: (c.opened_at, c.device_id, rank.get((c.kind, c.mode), 0)))
+
+    def joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.asarray([], dtype=dtype)
+
+    return ReplayResult(cases=cases, scored_key=joined(keys, object), scored_device=joined(devices, object),
+                        scored_ts=joined(ts, float), scored_p=joined(ps, float), spans=spans, kinds=kinds,
+                        predictions=n_pred, decisions=dict(decisions))
 
 
 def _handle(p: Prediction, now: datetime, state: _State, open_dq: dict[tuple[str, str], set[str]],

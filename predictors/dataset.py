@@ -31,15 +31,17 @@ manufacturer's records: a device is known healthy only up to its own last readin
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ingest.contract import PROFILES, STATS, ApplianceProfile, feature_name
+from ingest.contract import PROFILES, RATIO_STATS, STATS, ApplianceProfile, feature_name
 from ingest.features import Reading
 
 __all__ = [
@@ -49,6 +51,8 @@ __all__ = [
     "TrainingFrame",
     "build_frames",
     "device_feature_matrix",
+    "feature_value",
+    "input_matrix",
     "min_readings",
 ]
 
@@ -111,6 +115,79 @@ def min_readings(profile: ApplianceProfile) -> int:
 def all_feature_names(profile: ApplianceProfile) -> tuple[str, ...]:
     """Every feature the store computes for a profile, metric-major, in ``STATS`` order."""
     return tuple(feature_name(spec.name, s) for spec in profile.metrics for s in STATS)
+
+
+def _ratio_parts(name: str) -> tuple[str, str, str] | None:
+    """``(numerator, denominator, stat)`` of a ratio feature ``"a/b__stat"``; None for a plain one."""
+    metric, _, stat = name.rpartition("__")
+    num, sep, den = metric.partition("/")
+    if not sep:
+        return None
+    if stat not in RATIO_STATS:
+        raise ValueError(f"{name}: a ratio feature has no statistic {stat!r}")
+    return num, den, stat
+
+
+def _ratio(num: str, den: str, stat: str, get: Callable[[str], Any], div: Callable[[Any, Any], Any]) -> Any:
+    """A ratio feature from the statistics of ``num`` and ``den`` (``get``), for arrays or floats.
+
+    ``last``: last a / last b; ``mean``: mean a / mean b; ``std``: std a / mean b; ``slope_per_day``:
+    the quotient rule on the two slopes; ``delta``: the ratio of the means minus that of the
+    baselines (mean - delta). NaN where a part is missing or a denominator is zero (``div``).
+    """
+    if stat == "last":
+        return div(get(feature_name(num, "last")), get(feature_name(den, "last")))
+    mean_a, mean_b = get(feature_name(num, "mean")), get(feature_name(den, "mean"))
+    if stat == "mean":
+        return div(mean_a, mean_b)
+    if stat == "std":
+        return div(get(feature_name(num, "std")), mean_b)
+    if stat == "slope_per_day":
+        slope_a, slope_b = get(feature_name(num, "slope_per_day")), get(feature_name(den, "slope_per_day"))
+        return div(slope_a * mean_b - mean_a * slope_b, mean_b * mean_b)
+    base_a = mean_a - get(feature_name(num, "delta"))
+    base_b = mean_b - get(feature_name(den, "delta"))
+    return div(mean_a, mean_b) - div(base_a, base_b)
+
+
+def _div_scalar(a: float, b: float) -> float:
+    return a / b if abs(b) > 1e-12 else math.nan  # NaN propagates: abs(nan) > x is False
+
+
+def _div_array(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ok = np.abs(b) > 1e-12
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, a / np.where(ok, b, 1.0), np.nan)
+
+
+def feature_value(values: Mapping[str, float], name: str) -> float | None:
+    """One model input from a feature vector's values: a stored statistic, or a ratio feature
+    (``FailureMode.ratios``) derived from two. None when missing."""
+    parts = _ratio_parts(name) if "/" in name else None
+    if parts is None:
+        return values.get(name)
+    out = _ratio(*parts, lambda n: values.get(n, math.nan), _div_scalar)
+    return None if math.isnan(out) else float(out)
+
+
+def input_matrix(rows: Sequence[Mapping[str, object]], names: Sequence[str]) -> np.ndarray:
+    """Model inputs ``(len(rows), len(names))`` from feature-vector values, ratio features derived
+    column-wise (as ``feature_value`` does per value); NaN where missing or not a number."""
+    parts = {n: _ratio_parts(n) if "/" in n else None for n in names}
+    needed = {n for n, p in parts.items() if p is None}
+    for p in parts.values():
+        if p is not None:
+            needed.update(feature_name(m, st) for m in p[:2] for st in RATIO_STATS)
+    cols = {n: np.fromiter((_number(r.get(n)) for r in rows), float, len(rows)) for n in needed}
+    out = np.empty((len(rows), len(names)))
+    for j, n in enumerate(names):
+        p = parts[n]
+        out[:, j] = cols[n] if p is None else _ratio(*p, cols.__getitem__, _div_array)
+    return out
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else math.nan
 
 
 def device_feature_matrix(profile: ApplianceProfile, readings: Sequence[Reading]) -> np.ndarray:
@@ -271,9 +348,9 @@ def build_frames(readings: Iterable[Reading], failures: Sequence[FailureLabel], 
                                    horizon_h=mode.horizon_h, cap_h=ttf_cap_h)
             if not keep.any():
                 continue
-            cols = [col_of[f] for f in mode.features]
+            X = np.column_stack([_column(feats[keep], col_of, f) for f in mode.features])
             parts[(profile.kind, mode.name)].append(
-                (feats[keep][:, cols], y[keep], ttf[keep],
+                (X, y[keep], ttf[keep],
                  np.full(int(keep.sum()), device_id, dtype=object), ts64[keep]))
 
     frames: dict[tuple[str, str], TrainingFrame] = {}
@@ -284,6 +361,16 @@ def build_frames(readings: Iterable[Reading], failures: Sequence[FailureLabel], 
             kind=kind, mode=mode_name, features=mode.features, horizon_h=mode.horizon_h,
             ttf_cap_h=ttf_cap_h, X=X, y=y, ttf_h=ttf, device_ids=ids, ts=ts)
     return frames
+
+
+def _column(feats: np.ndarray, col_of: Mapping[str, int], name: str) -> np.ndarray:
+    """One model input column: a stored statistic, or a ratio feature derived from two."""
+    if name in col_of:
+        return feats[:, col_of[name]]
+    parts = _ratio_parts(name)
+    if parts is None:
+        raise KeyError(name)
+    return _ratio(*parts, lambda n: feats[:, col_of[n]], _div_array)
 
 
 def _labels(t_s: np.ndarray, failures_s: np.ndarray | None, *, end_s: float, horizon_h: float,

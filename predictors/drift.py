@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import chi2
 
+from predictors.dataset import feature_value
+
 __all__ = ["DEFAULT_PSI_THRESHOLD", "DriftReport", "FeatureDrift", "chance_psi", "feature_drift",
            "feature_reference", "psi"]
 
@@ -108,7 +110,7 @@ def feature_drift(*, version: str, kind: str, mode: str, reference: Mapping[str,
     vectors = list(live_vectors)
     judged: list[FeatureDrift] = []
     for name, ref in reference.items():
-        values = np.array([_number(v.get(name)) for v in vectors], float)
+        values = np.array([_number(feature_value(v, name)) for v in vectors], float)
         if np.isfinite(values).sum() < min_live:
             continue
         judged.append(FeatureDrift(feature=name, psi=round(psi(ref, values), 4), live_n=values.size,

@@ -12,7 +12,7 @@ Definitions (also in docs/evaluation.md):
   hours before it and after the previous failure of that device and mode. ``recall_48h`` is the
   share of evaluated failures caught at 48 h; the **lead time** of a failure is its earliest true
   alert's lead. Failures in the first ``warmup`` of a device's history are not evaluated (nothing
-  could have been seen), and are counted apart.
+  could have been seen), and are counted apart; an alert before one is still a true alert.
 * An **escalation** is a case opened as a ticket for a person (bad data, out of distribution,
   lasting uncertainty); ``escalation_rate`` is escalations over all cases opened.
 * ``false_alerts_per_1000_device_months``: false alerts per 1,000 device-months of history
@@ -80,6 +80,16 @@ def _match(alerts: Sequence[Alert], failures: Sequence[Failure], match_window: t
     return true_flags, lead
 
 
+def _known_and_evaluated(failures: Sequence[Failure], first_seen: Mapping[str, datetime], warmup: timedelta
+                         ) -> tuple[list[Failure], list[bool]]:
+    """Failures of devices in the history, and per failure whether recall counts it (after the warm-up).
+
+    A failure in the warm-up still makes an alert before it true: it happened.
+    """
+    known = [f for f in failures if f.device_id in first_seen]
+    return known, [f.at - first_seen[f.device_id] >= warmup for f in known]
+
+
 def _resolved(alerts: Sequence[Alert], true_flags: Sequence[bool], last_seen: Mapping[str, datetime],
               match_window: timedelta) -> list[bool]:
     """An alert's outcome is known when it came true or the history runs ``match_window`` past it."""
@@ -97,19 +107,20 @@ def evaluate_alerts(alerts: Sequence[Alert], failures: Sequence[Failure], *,
     ``alerts`` are proactive alerts only; ``cases``/``escalations`` count every case and the ticket
     cases among them; ``device_hours`` is the slice's observed device time.
     """
-    evaluated = [f for f in failures if f.device_id in first_seen and f.at - first_seen[f.device_id] >= warmup]
-    true_flags, lead = _match(alerts, evaluated, match_window)
+    known, evaluated = _known_and_evaluated(failures, first_seen, warmup)
+    true_flags, lead = _match(alerts, known, match_window)
     resolved = _resolved(alerts, true_flags, last_seen, match_window)
-    leads = list(lead.values())
+    leads = [h for i, h in lead.items() if evaluated[i]]
     n_true = sum(true_flags)
     false_alerts = sum(r and not t for r, t in zip(resolved, true_flags, strict=True))
     months = device_hours / _MONTH_H
+    n_evaluated = sum(evaluated)
     return {
-        "failures": len(evaluated),
-        "failures_in_warmup": len(failures) - len(evaluated),
+        "failures": n_evaluated,
+        "failures_in_warmup": len(failures) - n_evaluated,
         "caught_48h": sum(1 for h in leads if h >= lead_h),
-        "recall_48h": _ratio(sum(1 for h in leads if h >= lead_h), len(evaluated)),
-        "recall_any_lead": _ratio(len(leads), len(evaluated)),
+        "recall_48h": _ratio(sum(1 for h in leads if h >= lead_h), n_evaluated),
+        "recall_any_lead": _ratio(len(leads), n_evaluated),
         "alerts": len(alerts),
         "true_alerts": n_true,
         "false_alerts": false_alerts,
@@ -129,11 +140,13 @@ def lead_curve(alerts: Sequence[Alert], failures: Sequence[Failure], *, first_se
                leads_h: Iterable[float] = LEADS_H) -> list[dict[str, float | None]]:
     """Recall and precision as a function of the lead required: an alert less than ``L`` hours
     before its failure counts as too late (false at that ``L``), a failure without one as missed."""
-    evaluated = [f for f in failures if f.device_id in first_seen and f.at - first_seen[f.device_id] >= warmup]
+    known, evaluated = _known_and_evaluated(failures, first_seen, warmup)
     fails: dict[tuple[str, str], list[datetime]] = {}
-    for f in evaluated:
+    for f in known:
         fails.setdefault((f.device_id, f.mode), []).append(f.at)
-    true_flags, lead = _match(alerts, evaluated, match_window)
+    true_flags, lead = _match(alerts, known, match_window)
+    lead = {i: h for i, h in lead.items() if evaluated[i]}
+    n_evaluated = sum(evaluated)
     alerts = [a for a, r in zip(alerts, _resolved(alerts, true_flags, last_seen, match_window), strict=True) if r]
     alert_leads = []
     for a in alerts:
@@ -143,7 +156,7 @@ def lead_curve(alerts: Sequence[Alert], failures: Sequence[Failure], *, first_se
     out = []
     for L in leads_h:
         good = sum(1 for h in alert_leads if h is not None and h >= L)
-        out.append({"lead_h": L, "recall": _ratio(sum(1 for h in lead.values() if h >= L), len(evaluated)),
+        out.append({"lead_h": L, "recall": _ratio(sum(1 for h in lead.values() if h >= L), n_evaluated),
                     "precision": _ratio(good, len(alerts))})
     return out
 

@@ -44,7 +44,7 @@ _TOP_KEYS = {"kind", "description", "reading_interval_h", "silence_grace", "wind
 _METRIC_KEYS = {"unit", "low", "high", "description", "stuck_after", "spike_jump", "drift_after",
                 "corroborated_by"}
 _MODE_KEYS = {"description", "action", "metrics", "horizon_h", "act_before_h", "threshold",
-              "homeowner_tip", "skill"}
+              "homeowner_tip", "skill", "ratios"}
 _TRAINING_KEYS = {"ttf_cap_h", "min_positives", "conformal_intervals"}
 
 
@@ -80,6 +80,7 @@ def profile_from_dict(data: Mapping[str, Any]) -> ApplianceProfile:
         threshold = m.get("threshold")
         modes.append(FailureMode(**{**m, "action": ActionKind(m["action"]),
                                     "metrics": tuple(m["metrics"]),
+                                    "ratios": tuple((str(a), str(b)) for a, b in m.get("ratios", ())),
                                     "threshold": Threshold(**threshold) if threshold else None}))
     metrics = tuple(MetricSpec(**{**s, "corroborated_by": tuple(
         (str(partner), float(ratio)) for partner, ratio in s.get("corroborated_by", ()))})
@@ -166,6 +167,8 @@ def profile_to_toml(onb: OnboardingProfile) -> str:
                   f"horizon_h = {f.horizon_h!r}", f"act_before_h = {f.act_before_h!r}"]
         if f.skill:
             lines.append(f"skill = {_q(f.skill)}")
+        if f.ratios:
+            lines.append("ratios = [" + ", ".join(f"[{_q(a)}, {_q(b)}]" for a, b in f.ratios) + "]")
         if f.homeowner_tip:
             lines.append(f"homeowner_tip = {_q(f.homeowner_tip)}")
         if f.threshold is not None:
@@ -233,13 +236,18 @@ def _mode(name: str, spec: Any, file: str, *, names: Sequence[str], horizon: flo
                               above=bool(threshold.get("above", True)))
     if action is ActionKind.BOOK_TECHNICIAN and not spec.get("skill"):
         raise HistoryError(file, f"{key}: action book_technician needs a skill")
+    ratios = spec.get("ratios", [])
+    if not isinstance(ratios, list) or not all(
+            isinstance(r, list) and len(r) == 2 and all(x in names for x in r) for r in ratios):
+        raise HistoryError(file, f"{key}.ratios must be a list of [numerator, denominator] metric pairs "
+                                 f"of this profile (metrics: {', '.join(names)})")
     return FailureMode(
         name=name, description=str(spec.get("description", "")), action=action,
         metrics=tuple(metrics), horizon_h=h,
         act_before_h=_number(spec.get("act_before_h", 2 * h), file, f"{key}.act_before_h",
                              positive=True),
         threshold=threshold, homeowner_tip=str(spec.get("homeowner_tip", "")),
-        skill=str(spec.get("skill", "")))
+        skill=str(spec.get("skill", "")), ratios=tuple((str(a), str(b)) for a, b in ratios))
 
 
 def infer_profile(kind: str, *, values: Mapping[str, Sequence[np.ndarray]], gaps_h: np.ndarray,

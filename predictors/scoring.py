@@ -22,7 +22,7 @@ import numpy as np
 
 from ingest.contract import PROFILES, ApplianceProfile
 from ingest.features import FeatureVector
-from predictors.dataset import min_readings
+from predictors.dataset import input_matrix, min_readings
 from predictors.quality import sensor_faults
 from predictors.registry import LoadedModel, ModelRegistry
 from predictors.types import FeatureContribution, Prediction
@@ -92,8 +92,7 @@ class Scorer:
 def _predict(loaded: LoadedModel, batch: Sequence[FeatureVector], profile: ApplianceProfile,
              metrics: Sequence[str]) -> list[Prediction]:
     model, names = loaded.model, loaded.features
-    o = model.outlook(np.array([[_num(v.values.get(f)) for f in names] for v in batch],
-                               dtype=np.float64).reshape(len(batch), len(names)), top=TOP_FEATURES)
+    o = model.outlook(input_matrix([v.values for v in batch], names), top=TOP_FEATURES)
     X, p, ttf, top_idx, top_w, oor = o.X, o.p_fail, o.ttf_h, o.top_index, o.top_weight, o.out_of_range
     # Novelty is judged on levels. Slopes and spreads are heavy-tailed: a repair or a filter change
     # inside the window sends them past the training percentiles for a day, on a familiar device.
@@ -114,7 +113,3 @@ def _predict(loaded: LoadedModel, batch: Sequence[FeatureVector], profile: Appli
             n_readings=v.n_readings,
             ood=bool(bad), ood_detail=detail, sensor_faults=faults))
     return out
-
-
-def _num(value: object) -> float:
-    return float(value) if isinstance(value, int | float) else float("nan")

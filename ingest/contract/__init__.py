@@ -2,6 +2,7 @@
 
 from .profiles import (
     PROFILES,
+    RATIO_STATS,
     STATS,
     ActionKind,
     ApplianceProfile,
@@ -10,6 +11,7 @@ from .profiles import (
     Threshold,
     feature_name,
     get_profile,
+    ratio_metric,
 )
 from .wire import (
     MAX_PAYLOAD_BYTES,
@@ -32,9 +34,9 @@ from .wire import (
 )
 
 __all__ = [
-    "MAX_PAYLOAD_BYTES", "PROFILES", "QOS_TELEMETRY", "STATS", "STATUS_OFFLINE", "STATUS_ONLINE",
+    "MAX_PAYLOAD_BYTES", "PROFILES", "QOS_TELEMETRY", "RATIO_STATS", "STATS", "STATUS_OFFLINE", "STATUS_ONLINE",
     "ActionKind", "ApplianceProfile", "DecodeError", "Event", "FailureMode", "MetricSpec", "Reason",
     "Telemetry", "Threshold", "decode_event", "decode_telemetry", "encode_event", "encode_telemetry",
-    "events_topic", "feature_name", "format_ts", "get_profile", "parse_topic", "status_topic",
-    "telemetry_topic",
+    "events_topic", "feature_name", "format_ts", "get_profile", "parse_topic", "ratio_metric",
+    "status_topic", "telemetry_topic",
 ]

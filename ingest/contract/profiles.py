@@ -11,6 +11,7 @@ from enum import StrEnum
 
 __all__ = [
     "DATA_QUALITY_STATS",
+    "RATIO_STATS",
     "STATS",
     "ActionKind",
     "ApplianceProfile",
@@ -19,6 +20,7 @@ __all__ = [
     "PROFILES",
     "Threshold",
     "feature_name",
+    "ratio_metric",
     "get_profile",
 ]
 
@@ -29,6 +31,15 @@ __all__ = [
 STATS: tuple[str, ...] = ("last", "mean", "std", "slope_per_day", "delta", "stuck", "spikes")
 #: Statistics that judge the sensor, not the appliance: read by the policy, never fed to a model.
 DATA_QUALITY_STATS: frozenset[str] = frozenset({"stuck", "spikes"})
+
+
+#: Statistics of a ratio feature (``FailureMode.ratios``), derived from its two metrics' statistics.
+RATIO_STATS: tuple[str, ...] = ("last", "mean", "std", "slope_per_day", "delta")
+
+
+def ratio_metric(numerator: str, denominator: str) -> str:
+    """The name of a ratio of two metrics in feature names, e.g. ``tds_out_ppm/tds_in_ppm``."""
+    return f"{numerator}/{denominator}"
 
 
 def feature_name(metric: str, stat: str) -> str:
@@ -94,11 +105,17 @@ class FailureMode:
     homeowner_tip: str = ""
     #: Technician skill required for BOOK_TECHNICIAN modes.
     skill: str = ""
+    #: ``(numerator, denominator)`` metric pairs whose ratio the model also sees (``RATIO_STATS``,
+    #: derived from the two metrics' rolling statistics by ``predictors.dataset``; the feature
+    #: store is unchanged). E.g. purified over feed TDS: the share of solids the cartridge lets
+    #: through, which the household's water hardness no longer hides.
+    ratios: tuple[tuple[str, str], ...] = ()
 
     @property
     def features(self) -> tuple[str, ...]:
         """Model input features (data-quality statistics excluded; the policy reads those)."""
-        return tuple(feature_name(m, s) for m in self.metrics for s in STATS if s not in DATA_QUALITY_STATS)
+        return (tuple(feature_name(m, s) for m in self.metrics for s in STATS if s not in DATA_QUALITY_STATS)
+                + tuple(feature_name(ratio_metric(a, b), s) for a, b in self.ratios for s in RATIO_STATS))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -272,6 +289,9 @@ WATER_PURIFIER = ApplianceProfile(
                         "TDS climbs) and flow drops until the purifier locks dispensing.",
             action=ActionKind.NOTIFY_HOMEOWNER,
             metrics=("tds_out_ppm", "tds_in_ppm", "flow_lpm"),
+            # Breakthrough is a share of the feed: the same purified TDS is a fresh cartridge on
+            # hard water and a spent one on soft water (docs/evaluation.md).
+            ratios=(("tds_out_ppm", "tds_in_ppm"),),
             act_before_h=120.0,
             homeowner_tip="Your purifier's filter cartridge is nearly spent: replace it (twist the "
                           "old cartridge out, fit the new one and run water for two minutes).",

@@ -68,6 +68,15 @@ def test_failures_in_the_warmup_are_not_evaluated() -> None:
     assert (f["failures"], f["failures_in_warmup"], f["recall_48h"]) == (1, 1, 0.0)
 
 
+def test_an_alert_before_a_failure_in_the_warmup_is_true_but_not_recall() -> None:
+    # the failure at 100 h is in the warm-up (not evaluated) but it happened: the alert is true
+    f = figures([alert("a", 40)], [failure("a", 100), failure("b", 500)])
+    assert (f["failures"], f["true_alerts"], f["false_alerts"], f["precision"], f["recall_48h"],
+            f["median_lead_time_h"]) == (1, 1, 0, 1.0, 0.0, None)
+    curve = lead_curve([alert("a", 40)], [failure("a", 100)], first_seen=SEEN, last_seen=LAST, leads_h=(48,))
+    assert curve == [{"lead_h": 48, "recall": None, "precision": 1.0}]
+
+
 def test_rates_per_device_month_and_escalations() -> None:
     f = figures([alert("a", 100), alert("b", 100)], [], cases=4, escalations=1)
     months = 4 * 2000 / (30.4375 * 24)
