@@ -34,7 +34,7 @@ from ingest.clock import AcceleratedClock
 from ingest.contract import PROFILES
 from ingest.db import Base, create_schema, make_engine
 from ingest.store import DeviceInfo
-from predictors import ModelRegistry, PredictorsError
+from predictors import ModelRegistry
 from predictors.registry import ModelVersionRow
 
 from .api import create_app
@@ -256,23 +256,27 @@ def _fresh_demo_database(settings: Settings) -> None:
 
 
 def _ensure_models(settings: Settings, options: DemoOptions, console: Console) -> None:
-    """Train on a simulated history unless every failure mode already has a live model."""
+    """Train on a simulated history unless every failure mode has been trained already.
+
+    A mode whose model did not beat the base rate is registered but not live; it counts as trained,
+    so the next run does not spend minutes training it again to the same result.
+    """
     engine = make_engine(settings.database_url)
     create_schema(engine)
     registry = ModelRegistry(engine, settings.model_dir)
-    missing = []
-    for profile in PROFILES.values():
-        for mode in profile.failure_modes:
-            try:
-                if registry.live(profile.kind, mode.name) is None:
-                    missing.append(f"{profile.kind}.{mode.name}")
-            except PredictorsError:
-                missing.append(f"{profile.kind}.{mode.name}")
+    versions = registry.versions()
+    trained = {(v.kind, v.mode) for v in versions}
+    live = {(v.kind, v.mode) for v in versions if v.is_live}
+    missing = [f"{profile.kind}.{mode.name}" for profile in PROFILES.values() for mode in profile.failure_modes
+               if (profile.kind, mode.name) not in trained]
     if not missing:
-        console.print("live models: " + ", ".join(v.version for v in registry.versions() if v.is_live))
+        console.print("live models: " + ", ".join(v.version for v in versions if v.is_live))
+        unskilled = [f"{kind}.{mode}" for kind, mode in sorted(trained - live)]
+        if unskilled:
+            console.print("trained but not live (no better than the base rate): " + ", ".join(unskilled))
         engine.dispose()
         return
-    console.print(f"no live model for {', '.join(missing)}: training on a simulated history "
+    console.print(f"not trained yet: {', '.join(missing)}: training on a simulated history "
                   f"({options.train_devices} devices × {options.train_days} days, about a minute)…")
     reports, timing = train_on_simulation(registry, devices=options.train_devices, days=options.train_days,
                                           seed=options.seed + 1000, now=DEMO_START)
