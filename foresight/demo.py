@@ -277,7 +277,7 @@ def _ensure_models(settings: Settings, options: DemoOptions, console: Console) -
         engine.dispose()
         return
     console.print(f"not trained yet: {', '.join(missing)}: training on a simulated history "
-                  f"({options.train_devices} devices × {options.train_days} days, about a minute)…")
+                  f"({options.train_devices} devices × {options.train_days} days, a few minutes)…")
     reports, timing = train_on_simulation(registry, devices=options.train_devices, days=options.train_days,
                                           seed=options.seed + 1000, now=DEMO_START)
     for r in reports:
