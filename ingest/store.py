@@ -134,13 +134,15 @@ class IngestStore:
                 n += 1
         return n
 
-    def write_batch(self, batch: Sequence[Inbound]) -> BatchResult:
+    def write_batch(self, batch: Sequence[Inbound], *, now: datetime | None = None) -> BatchResult:
         """Decode, validate and store a batch in one transaction; see the module docstring.
 
         Clock skew is judged against each message's arrival time, not the time of the write, so a
-        backlog that waited in the queue is not refused for having waited.
+        backlog that waited in the queue is not refused for having waited. ``now`` is the batch's
+        event time (default: the store's clock), for a writer that runs apart from the clock.
         """
-        now = self._clock.now()
+        clocked = now is None
+        now = self._clock.now() if now is None else now
         telemetry: list[tuple[Inbound, Telemetry]] = []
         events: list[tuple[Inbound, Event]] = []
         statuses: list[tuple[Inbound, str, str]] = []
@@ -218,7 +220,7 @@ class IngestStore:
                 conn.execute(insert(DeadLetterRow), [_dead_letter(msg, reason, detail) for msg, reason, detail in dead])
             refresh_features(conn, inserted, now=now)
         commit_s = time.perf_counter() - started
-        committed_at = self._clock.now()
+        committed_at = self._clock.now() if clocked else now + timedelta(seconds=commit_s)
         return BatchResult(accepted=len(inserted), duplicates=len(telemetry) - len(inserted) - refused,
                            rejected=len(dead), events=n_events, status_updates=n_status,
                            touched_devices=tuple(sorted({t.device_id for t in inserted})),
