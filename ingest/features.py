@@ -14,6 +14,7 @@ live store passes a whole batch of readings); ``compute_features`` is that funct
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import compress
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -107,15 +108,51 @@ def features_of_windows(profile: ApplianceProfile, *, days: np.ndarray, values: 
     spikes = _spikes(values, present, np.array([spec.spike_jump for spec in profile.metrics], float))
     stats = {"last": last, "mean": mean, "std": std, "slope_per_day": slope, "delta": delta, "stuck": stuck,
              "spikes": spikes}
-    columns = [(j, feature_name(spec.name, s), stats[s][:, j].tolist())
-               for j, spec in enumerate(profile.metrics) for s in STATS]
-    has = (cnt > 0).tolist()
-    return [{name: col[r] for j, name, col in columns if has[r][j]} for r in range(n_rows)]
+    # One (R, metrics x stats) matrix, columns in feature-name order, turned into dicts in C
+    # (``dict(zip(...))``); only a window missing a metric filters its columns.
+    matrix = np.stack([stats[s][:, j] for j in range(m) for s in STATS], axis=1).tolist()
+    names = _feature_names(profile)
+    has = cnt > 0
+    complete = has.all(axis=1).tolist()
+    keep = np.repeat(has, len(STATS), axis=1)
+    return [dict(zip(names, row, strict=True)) if full else dict(compress(zip(names, row, strict=True), keep[r]))
+            for r, (row, full) in enumerate(zip(matrix, complete, strict=True))]
+
+
+_NAMES: dict[str, tuple[ApplianceProfile, list[str]]] = {}
+
+
+def _feature_names(profile: ApplianceProfile) -> list[str]:
+    """The profile's feature names, metric by metric, ``STATS`` within (built once per profile)."""
+    cached = _NAMES.get(profile.kind)
+    if cached is None or cached[0] is not profile:
+        cached = _NAMES[profile.kind] = (profile, [feature_name(spec.name, s) for spec in profile.metrics
+                                                   for s in STATS])
+    return cached[1]
 
 
 def _spikes(values: np.ndarray, present: np.ndarray, jump: np.ndarray) -> np.ndarray:
     """Per window and metric: present values that jump by more than ``jump`` (relative) away from
-    both their present neighbours, the same way (an isolated spike up or down). ``(R, m)``."""
+    both their present neighbours, the same way (an isolated spike up or down). ``(R, m)``.
+
+    When a window's only gaps are its leading padding (a device's first readings; every window
+    of a device that always reports all its metrics), a value's present neighbours are simply the
+    rows before and after it; otherwise ``_spikes_with_gaps`` finds them.
+    """
+    if values.shape[1] < 3:
+        return np.zeros((values.shape[0], values.shape[2]))
+    if not (present[:, :-1] & ~present[:, 1:]).any():  # no present value is followed by a gap
+        prev, cur, nxt = values[:, :-2], values[:, 1:-1], values[:, 2:]
+        inner = present[:, :-2]  # and so its two followers are present too
+        with np.errstate(invalid="ignore"):
+            up, down = cur - prev, cur - nxt
+            spike = inner & (up * down > 0) & (np.abs(up) > jump * np.abs(prev)) & (np.abs(down) > jump * np.abs(nxt))
+        return spike.sum(axis=1).astype(float)
+    return _spikes_with_gaps(values, present, jump)
+
+
+def _spikes_with_gaps(values: np.ndarray, present: np.ndarray, jump: np.ndarray) -> np.ndarray:
+    """``_spikes`` for windows with gaps anywhere: each value's previous and next present value."""
     n_rows, w, m = values.shape
     idx = np.broadcast_to(np.arange(w)[None, :, None], values.shape)
     # Index of the previous / next present value of each position (-1 / w when there is none).
