@@ -8,11 +8,11 @@ this file is the same contract for people and other languages; tests check both 
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from math import isfinite
 from typing import Any
 
 import orjson
@@ -192,9 +192,14 @@ def decode_telemetry(payload: bytes, *, topic: str, now: datetime,
         spec = specs.get(name)
         if spec is None:
             raise DecodeError(Reason.UNKNOWN_METRIC, f"metric {name!r} is not a {kind} metric")
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if type(value) is float:  # the usual case, checked first; bool is an int, never a float
+            number = value
+        elif isinstance(value, bool) or not isinstance(value, int):
             raise DecodeError(Reason.SCHEMA, f"metrics.{name} must be a number, got {type(value).__name__}")
-        number = _finite(value, f"metrics.{name}")
+        else:
+            number = _finite(value, name)
+        if not isfinite(number):
+            raise DecodeError(Reason.NON_FINITE, f"metrics.{name} is not finite")
         if not spec.low <= number <= spec.high:
             raise DecodeError(Reason.OUT_OF_RANGE,
                               f"metrics.{name}={number:g} {spec.unit} outside [{spec.low:g}, {spec.high:g}]")
@@ -385,11 +390,9 @@ def _ts_field(body: dict[str, Any], *, now: datetime, max_future: timedelta, max
     return ts
 
 
-def _finite(value: int | float, where: str) -> float:
+def _finite(value: int, metric: str) -> float:
+    """An integer metric as a float (the caller checks finiteness)."""
     try:
-        number = float(value)
+        return float(value)
     except OverflowError:
-        raise DecodeError(Reason.NON_FINITE, f"{where} is too large to be a number") from None
-    if not math.isfinite(number):
-        raise DecodeError(Reason.NON_FINITE, f"{where} is not finite")
-    return number
+        raise DecodeError(Reason.NON_FINITE, f"metrics.{metric} is too large to be a number") from None
