@@ -16,9 +16,10 @@ semantics (conflict targets, which columns a late reading may move) are unchange
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import orjson
 from sqlalchemy import Connection
 
@@ -27,6 +28,7 @@ __all__ = ["Codec", "codec_for", "insert_new_readings", "insert_online", "update
 
 #: Rows per multi-row INSERT ... RETURNING (6 values each: far below SQLite's 32,766 variables).
 _CHUNK = 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Codec:
@@ -46,6 +48,13 @@ class Codec:
         if value.tzinfo is not UTC:
             value = value.astimezone(UTC)
         return value if self.postgres else value.isoformat(" ", "microseconds")[:26]
+
+    def ts_of_us(self, us: np.ndarray) -> list[Any]:
+        """``ts`` of many instants given as integer microseconds since the epoch (UTC), at once."""
+        if self.postgres:
+            return [_EPOCH + timedelta(microseconds=x) for x in us.tolist()]
+        # numpy formats ISO 8601 with a "T"; the stored format has a space there.
+        return [text.replace("T", " ") for text in np.datetime_as_string(us.astype("datetime64[us]")).tolist()]
 
     @staticmethod
     def json(value: Any) -> str:

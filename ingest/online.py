@@ -28,7 +28,7 @@ from ingest.bulk import codec_for, insert_online, update_online, upsert_history
 from ingest.contract import PROFILES, ApplianceProfile, Telemetry
 from ingest.db import FeatureOnlineRow, ReadingRow
 from ingest.features import Reading, features_of_windows
-from ingest.window import OnlineState, Window, from_us, to_us
+from ingest.window import OnlineState, Window, to_us
 
 __all__ = ["refresh_features"]
 
@@ -41,7 +41,8 @@ class _Plan:
     n_total: int
 
 
-_HistoryRow = tuple[str, int, datetime, int, dict[str, float]]
+#: ``(device_id, seq, ts as integer microseconds, n_readings, vector)``
+_HistoryRow = tuple[str, int, int, int, dict[str, float]]
 
 
 def upsert(conn: Connection, table: Any) -> Any:
@@ -91,19 +92,23 @@ def refresh_features(conn: Connection, inserted: Sequence[Telemetry], *, now: da
     baselines = _baselines(conn, plans, online=online, profiles=profiles)
     history = _history_rows(plans, baselines=baselines, profiles=profiles)
     codec = codec_for(conn)
+    # Encoded once for all rows: the online row repeats its device's newest history row.
+    ts_text = codec.ts_of_us(np.fromiter((row[2] for row in history), np.int64, len(history)))
+    values_json = [codec.json(row[4]) for row in history]
+    newest = {row[0]: i for i, row in enumerate(history)}
     updated_at = codec.ts(now)
     fresh_rows, known_rows = [], []
     for device_id, plan in plans.items():
         profile = profiles[device_id]
         baseline, complete = baselines[device_id]
         state = OnlineState(plan.timeline.tail(profile.window), baseline, complete).pack(_names(profile))
-        ts, values = codec.ts(from_us(plan.timeline.ts_us[-1])), codec.json(history[device_id][-1][4])
+        i = newest[device_id]
         if device_id in online:
-            known_rows.append((ts, plan.n_total, values, updated_at, state, device_id))
+            known_rows.append((ts_text[i], plan.n_total, values_json[i], updated_at, state, device_id))
         else:
-            fresh_rows.append((device_id, profile.kind, ts, plan.n_total, values, updated_at, state))
-    upsert_history(conn, [(d, seq, codec.ts(ts), n, codec.json(values))
-                          for per_device in history.values() for d, seq, ts, n, values in per_device])
+            fresh_rows.append((device_id, profile.kind, ts_text[i], plan.n_total, values_json[i], updated_at, state))
+    upsert_history(conn, [(d, seq, ts, n, values) for (d, seq, _, n, _), ts, values
+                          in zip(history, ts_text, values_json, strict=True)])
     insert_online(conn, fresh_rows)
     update_online(conn, known_rows)
 
@@ -174,13 +179,13 @@ def _baselines(conn: Connection, plans: dict[str, _Plan], *, online: dict[str, t
 
 
 def _history_rows(plans: dict[str, _Plan], *, baselines: dict[str, tuple[np.ndarray, bool]],
-                  profiles: dict[str, ApplianceProfile]) -> dict[str, list[_HistoryRow]]:
-    """Every new reading's point-in-time ``(device_id, seq, ts, n_readings, vector)``, one vectorised
-    computation per appliance kind."""
+                  profiles: dict[str, ApplianceProfile]) -> list[_HistoryRow]:
+    """Every new reading's point-in-time history row, one vectorised computation per appliance kind;
+    a device's rows are consecutive and in (ts, seq) order."""
     by_kind: dict[str, list[str]] = defaultdict(list)
     for device_id in plans:
         by_kind[profiles[device_id].kind].append(device_id)
-    out: dict[str, list[_HistoryRow]] = {}
+    out: list[_HistoryRow] = []
     for kind, device_ids in by_kind.items():
         profile = PROFILES[kind]
         w, m = profile.window, len(profile.metrics)
@@ -216,8 +221,7 @@ def _history_rows(plans: dict[str, _Plan], *, baselines: dict[str, tuple[np.ndar
         # timeline it was computed from happened to start.
         days = (all_t[index] - all_t[np.asarray(firsts)][:, None]) / 1e6 / 86400.0
         vectors = features_of_windows(profile, days=days, values=all_v[index], baseline=np.vstack(base))
-        for (device_id, seq, ts_us, position), vector in zip(meta, vectors, strict=True):
-            out.setdefault(device_id, []).append((device_id, seq, from_us(ts_us), position, vector))
+        out.extend((*row, vector) for row, vector in zip(meta, vectors, strict=True))
     return out
 
 
