@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 from sqlalchemy import Connection
 
-__all__ = ["Codec", "codec_for", "insert_new_readings", "insert_online", "update_online", "upsert_devices",
+__all__ = ["Codec", "codec_for", "insert_new_readings", "select_in", "insert_online", "update_online", "upsert_devices",
            "upsert_history"]
 
 #: Rows per multi-row INSERT ... RETURNING (6 values each: far below SQLite's 32,766 variables).
@@ -72,6 +72,13 @@ def codec_for(conn: Connection) -> Codec:
 def _sql(codec: Codec, text: str) -> str:
     """``text`` with ``?`` placeholders and ``?j`` for JSON ones, in the dialect's style."""
     return text.replace("?j", codec.json_param).replace("?", codec.placeholder)
+
+
+def select_in(conn: Connection, sql: str, ids: Sequence[str]) -> list[Any]:
+    """The rows of ``sql``, each ``IN ?*`` in it standing for the list ``ids`` (one placeholder each:
+    no expanding-IN compilation per batch)."""
+    marks = "IN (" + ",".join([codec_for(conn).placeholder] * len(ids)) + ")"
+    return list(conn.exec_driver_sql(sql.replace("IN ?*", marks), tuple(ids) * sql.count("IN ?*")))
 
 
 def insert_new_readings(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> set[tuple[str, int]]:

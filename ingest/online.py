@@ -24,9 +24,9 @@ import numpy as np
 from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ingest.bulk import codec_for, insert_online, update_online, upsert_history
+from ingest.bulk import codec_for, insert_online, select_in, update_online, upsert_history
 from ingest.contract import PROFILES, ApplianceProfile, Telemetry
-from ingest.db import FeatureOnlineRow, ReadingRow
+from ingest.db import ReadingRow
 from ingest.features import Reading, features_of_windows
 from ingest.window import OnlineState, Window, to_us
 
@@ -58,12 +58,10 @@ def refresh_features(conn: Connection, inserted: Sequence[Telemetry], *, now: da
     if not by_device:
         return
     profiles = {d: PROFILES[new[0].kind] for d, new in by_device.items()}
-    cols = FeatureOnlineRow.__table__.c
-    query = select(cols.device_id, cols.n_readings, cols.state).where(cols.device_id.in_(list(by_device)))
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    found = {r.device_id: r for r in conn.execute(query)}
-    online = {d: (r.n_readings, OnlineState.unpack(r.state, _names(profiles[d]))) for d, r in found.items()}
+    lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+    found = select_in(conn, f"SELECT device_id, n_readings, state FROM features_online WHERE device_id IN ?*{lock}",
+                      list(by_device))
+    online = {d: (n, OnlineState.unpack(state, _names(profiles[d]))) for d, n, state in found}
     plans: dict[str, _Plan] = {}
     slow: list[str] = []
     windows = _fresh_windows(by_device, profiles)

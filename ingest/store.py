@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from ingest.bulk import codec_for, insert_new_readings, upsert_devices
+from ingest.bulk import codec_for, insert_new_readings, select_in, upsert_devices
 from ingest.clock import Clock
 from ingest.contract import (
     MAX_PAYLOAD_BYTES,
@@ -44,7 +44,6 @@ from ingest.db import (
 from ingest.features import FeatureVector, Reading
 from ingest.online import refresh_features, upsert
 from ingest.retention import DailyAggregate, RollupResult, daily_aggregates, roll_up
-from ingest.revocations import revoked_among
 from ingest.presence import Presence
 from ingest.presence import presence as presence_of
 
@@ -165,8 +164,7 @@ class IngestStore:
         started = time.perf_counter()
         with self._engine.begin() as conn:
             ids = {t.device_id for _, t in telemetry} | {e.device_id for _, e in events} | {d for _, d, _ in statuses}
-            devices = _load_devices(conn, ids)
-            revoked = revoked_among(conn, ids)
+            devices, revoked = _load_devices(conn, ids)
             fresh: list[Telemetry] = []
             seen: set[tuple[str, int]] = set()
             refused = 0  # telemetry dead-lettered here: neither stored nor a duplicate
@@ -340,13 +338,15 @@ class IngestStore:
     # -- internals ----------------------------------------------------------------------------
 
 
-def _load_devices(conn: Connection, ids: set[str]) -> dict[str, tuple[str, str]]:
-    """``device_id -> (kind, status)`` of the known devices among ``ids``."""
+def _load_devices(conn: Connection, ids: set[str]) -> tuple[dict[str, tuple[str, str]], set[str]]:
+    """``device_id -> (kind, status)`` of the known devices among ``ids``, and the revoked ones
+    (``ingest.revocations``), in one statement."""
     if not ids:
-        return {}
-    rows = conn.execute(select(DeviceRow.device_id, DeviceRow.kind, DeviceRow.status)
-                        .where(DeviceRow.device_id.in_(ids)))
-    return {d: (kind, status) for d, kind, status in rows}
+        return {}, set()
+    rows = select_in(conn, "SELECT device_id, kind, status, 0 FROM devices WHERE device_id IN ?* UNION ALL "
+                           "SELECT device_id, NULL, NULL, 1 FROM device_revocations WHERE device_id IN ?*", list(ids))
+    return ({d: (kind, status) for d, kind, status, revoked in rows if not revoked},
+            {d for d, _, _, revoked in rows if revoked})
 
 
 def _insert_readings(conn: Connection, fresh: Sequence[Telemetry], *, received_at: datetime) -> list[Telemetry]:
