@@ -1,15 +1,22 @@
 """Feature refresh for one write batch: the online vectors and point-in-time history of touched devices.
 
 Set-based over the batch and vectorised: one query loads the touched devices' online rows (locked on
-PostgreSQL, so two workers serialise per device), every new reading's window goes into one numpy
-computation per appliance kind (``features_of_windows``), and three driver-level executemany
-statements (``ingest.bulk``) write the history rows and the online rows (insert for new devices,
-update for known ones). New readings and forming baselines are also built one array per kind, so
-the per-device Python work is a few slices, not a few numpy constructions.
+PostgreSQL, so two workers serialise per device), and three driver-level executemany statements
+(``ingest.bulk``) write the history rows and the online rows (insert for new devices, update for
+known ones).
 
-In the usual case — readings newer than the device's stored window — nothing is read back from
-``readings``. A late reading (older than the newest one stored) makes that device read its timeline
-back from ``readings`` from the late reading on, so the vectors after it are corrected too.
+In between, the devices are handled in groups, not one by one: a ``_Group`` is devices of one kind
+whose timelines (the stored window's tail followed by the new readings) have the same length, as
+arrays ``(devices, readings, metrics)``. One numpy computation per group gives every new reading's
+window and vector (``features_of_windows``) and every device's new packed state (``pack_many``).
+
+In the usual case — a known device whose new readings are newer than its stored window, or a new
+device — the group is built straight from the packed states (``unpack_many``) and the batch's
+readings, without a Python object per device, and nothing is read back from ``readings``. A late
+reading (older than the newest one stored) makes that device read its timeline back from
+``readings`` from the late reading on, so the vectors after it are corrected too; that path, and
+a state packed under an older profile, build the device's timeline on its own (``_Plan``) and join
+a group after.
 """
 
 from __future__ import annotations
@@ -28,17 +35,37 @@ from ingest.bulk import codec_for, insert_online, select_in, update_online, upse
 from ingest.contract import PROFILES, ApplianceProfile, Telemetry
 from ingest.db import ReadingRow
 from ingest.features import Reading, features_of_windows
-from ingest.window import OnlineState, Window, to_us
+from ingest.window import OnlineState, Window, pack_many, state_header, to_us, unpack_many
 
 __all__ = ["refresh_features"]
 
+
 @dataclass(slots=True)
 class _Plan:
-    """One device's timeline for this batch: rows ``start:`` get history vectors."""
+    """One device's timeline for this batch (built on its own): rows ``start:`` get history vectors."""
 
     timeline: Window
     start: int
     n_total: int
+
+
+@dataclass(slots=True)
+class _Group:
+    """Devices of one kind with timelines of the same length; rows ``start:`` are this batch's."""
+
+    kind: str
+    device_ids: list[str]
+    known: list[bool]        # the device has an online row already
+    ts_us: np.ndarray        # (G, n) int64
+    seq: np.ndarray          # (G, n) int64
+    values: np.ndarray       # (G, n, m) float64, NaN where a reading lacks a metric
+    start: int
+    n_total: np.ndarray      # (G,) readings the device has had, these included
+    baseline: np.ndarray     # (G, m) after this batch
+    complete: np.ndarray     # (G,) bool
+    #: (G, baseline_readings, m): each device's first readings (NaN-padded; NaN for a device whose
+    #: baseline was complete before), or None when no device's baseline is forming.
+    firsts: np.ndarray | None
 
 
 #: ``(device_id, seq, ts as integer microseconds, n_readings, vector)``
@@ -57,58 +84,46 @@ def refresh_features(conn: Connection, inserted: Sequence[Telemetry], *, now: da
         by_device[t.device_id].append(t)
     if not by_device:
         return
-    profiles = {d: PROFILES[new[0].kind] for d, new in by_device.items()}
+    for new in by_device.values():
+        if len(new) > 1:
+            new.sort(key=lambda t: (t.ts, t.seq))
     lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
     found = select_in(conn, f"SELECT device_id, n_readings, state FROM features_online WHERE device_id IN ?*{lock}",
                       list(by_device))
-    online = {d: (n, OnlineState.unpack(state, _names(profiles[d]))) for d, n, state in found}
-    plans: dict[str, _Plan] = {}
-    slow: list[str] = []
-    windows = _fresh_windows(by_device, profiles)
+    stored = {d: (n, state) for d, n, state in found}
+    by_kind: dict[str, list[str]] = defaultdict(list)
     for device_id, new in by_device.items():
-        profile = profiles[device_id]
-        fresh = windows[device_id]
-        if device_id not in online:  # the device's first readings ever: nothing earlier exists
-            plans[device_id] = _Plan(fresh, 0, len(fresh))
-            continue
-        n_readings, state = online[device_id]
-        recent = state.window
-        if len(recent) and fresh.key(0) > recent.key(-1):
-            tail = recent.tail(profile.window - 1)
-            plans[device_id] = _Plan(tail.then(fresh), len(tail), n_readings + len(fresh))
-        else:
-            slow.append(device_id)
-    if slow:
-        # Counted, not read back: retention may have rolled the device's oldest readings up.
-        totals = {d: online[d][0] + len(by_device[d]) for d in slow}
-        for device_id in slow:
-            oldest = min((t.ts, t.seq) for t in by_device[device_id])
-            timeline = _timeline_from(conn, device_id, oldest, profiles[device_id].window)
-            key = (to_us(oldest[0]), oldest[1])
-            before = sum(1 for r in timeline if (to_us(r.ts), r.seq) < key)
-            plans[device_id] = _Plan(Window.of(timeline, _names(profiles[device_id])), before, totals[device_id])
-    baselines = _baselines(conn, plans, online=online, profiles=profiles)
-    history = _history_rows(plans, baselines=baselines, profiles=profiles)
+        by_kind[new[0].kind].append(device_id)
+    groups: list[_Group] = []
+    on_their_own: list[str] = []
+    for kind, device_ids in by_kind.items():
+        lane, rest = _groups_in_order(PROFILES[kind], device_ids, by_device, stored)
+        groups += lane
+        on_their_own += rest
+    if on_their_own:
+        groups += _groups_of_plans(conn, on_their_own, by_device, stored)
+    history: list[_HistoryRow] = []
+    online: list[tuple[str, bool, str, int, int, bytes]] = []  # device, known, kind, n_total, history row, state
+    for group in groups:
+        profile = PROFILES[group.kind]
+        at = len(history)
+        history += _history_rows(group, profile)
+        per_device = group.ts_us.shape[1] - group.start
+        states = _states(group, profile)
+        for g, device_id in enumerate(group.device_ids):
+            online.append((device_id, group.known[g], group.kind, int(group.n_total[g]), at + (g + 1) * per_device - 1,
+                           states[g]))
     codec = codec_for(conn)
     # Encoded once for all rows: the online row repeats its device's newest history row.
     ts_text = codec.ts_of_us(np.fromiter((row[2] for row in history), np.int64, len(history)))
     values_json = [codec.json(row[4]) for row in history]
-    newest = {row[0]: i for i, row in enumerate(history)}
     updated_at = codec.ts(now)
-    fresh_rows, known_rows = [], []
-    for device_id, plan in plans.items():
-        profile = profiles[device_id]
-        baseline, complete = baselines[device_id]
-        state = OnlineState(plan.timeline.tail(profile.window), baseline, complete).pack(_names(profile))
-        i = newest[device_id]
-        if device_id in online:
-            known_rows.append((ts_text[i], plan.n_total, values_json[i], updated_at, state, device_id))
-        else:
-            fresh_rows.append((device_id, profile.kind, ts_text[i], plan.n_total, values_json[i], updated_at, state))
     upsert_history(conn, [(d, seq, ts, n, values) for (d, seq, _, n, _), ts, values
                           in zip(history, ts_text, values_json, strict=True)])
-    insert_online(conn, fresh_rows)
-    update_online(conn, known_rows)
+    insert_online(conn, [(d, kind, ts_text[i], n, values_json[i], updated_at, state)
+                         for d, known, kind, n, i, state in online if not known])
+    update_online(conn, [(ts_text[i], n, values_json[i], updated_at, state, d)
+                         for d, known, kind, n, i, state in online if known])
 
 
 _NAMES: dict[str, tuple[ApplianceProfile, list[str]]] = {}
@@ -122,24 +137,6 @@ def _names(profile: ApplianceProfile) -> list[str]:
     return cached[1]
 
 
-def _fresh_windows(by_device: dict[str, list[Telemetry]],
-                   profiles: dict[str, ApplianceProfile]) -> dict[str, Window]:
-    """Each device's new readings as a window in (ts, seq) order: one array per kind, sliced per device."""
-    by_kind: dict[str, list[str]] = defaultdict(list)
-    for device_id in by_device:
-        by_kind[profiles[device_id].kind].append(device_id)
-    out: dict[str, Window] = {}
-    for device_ids in by_kind.values():
-        ordered = [new if len(new) == 1 else sorted(new, key=lambda t: (t.ts, t.seq))
-                   for new in (by_device[d] for d in device_ids)]
-        window = Window.of([t for new in ordered for t in new], _names(profiles[device_ids[0]]))
-        at = 0
-        for device_id, new in zip(device_ids, ordered, strict=True):
-            out[device_id] = window.rows(at, at + len(new))
-            at += len(new)
-    return out
-
-
 def baseline_of(values: np.ndarray) -> np.ndarray:
     """Per-metric mean over the rows of ``values`` (a device's first readings; ``(n, m)``, or
     ``(devices, n, m)`` for many at once); NaN where none has it."""
@@ -151,10 +148,12 @@ def baseline_of(values: np.ndarray) -> np.ndarray:
 
 
 def _baselines(conn: Connection, plans: dict[str, _Plan], *, online: dict[str, tuple[int, OnlineState]],
-               profiles: dict[str, ApplianceProfile]) -> dict[str, tuple[np.ndarray, bool]]:
-    """Each device's (baseline, complete): kept once complete, else from its first readings."""
-    out = {d: (online[d][1].baseline, online[d][1].complete) if d in online
-           else (np.full(len(profiles[d].metrics), np.nan), False) for d in plans}
+               profiles: dict[str, ApplianceProfile]) -> dict[str, tuple[np.ndarray, bool, np.ndarray | None]]:
+    """Each device's (baseline, complete, first readings NaN-padded): kept once complete (first
+    readings None), else from its first readings."""
+    out: dict[str, tuple[np.ndarray, bool, np.ndarray | None]] = {
+        d: (online[d][1].baseline, online[d][1].complete, None) if d in online
+        else (np.full(len(profiles[d].metrics), np.nan), False, None) for d in plans}
     forming: dict[str, list[str]] = defaultdict(list)
     for d in plans:
         if not out[d][1]:
@@ -171,56 +170,169 @@ def _baselines(conn: Connection, plans: dict[str, _Plan], *, online: dict[str, t
         stacked = np.full((len(ids), b, len(profile.metrics)), np.nan)
         for i, rows in enumerate(first):
             stacked[i, :rows.shape[0]] = rows
-        for d, rows, baseline in zip(ids, first, baseline_of(stacked), strict=True):
-            out[d] = (baseline, rows.shape[0] >= b)
+        for d, rows, baseline, padded in zip(ids, first, baseline_of(stacked), stacked, strict=True):
+            out[d] = (baseline, rows.shape[0] >= b, padded)
     return out
 
 
-def _history_rows(plans: dict[str, _Plan], *, baselines: dict[str, tuple[np.ndarray, bool]],
-                  profiles: dict[str, ApplianceProfile]) -> list[_HistoryRow]:
-    """Every new reading's point-in-time history row, one vectorised computation per appliance kind;
-    a device's rows are consecutive and in (ts, seq) order."""
-    by_kind: dict[str, list[str]] = defaultdict(list)
-    for device_id in plans:
-        by_kind[profiles[device_id].kind].append(device_id)
-    out: list[_HistoryRow] = []
-    for kind, device_ids in by_kind.items():
-        profile = PROFILES[kind]
-        w, m = profile.window, len(profile.metrics)
-        # All devices' timelines in one array, each behind w - 1 padding rows so no window reaches
-        # into the previous device: a history row's window is then one fancy index.
-        pad_v, pad_t = np.full((w - 1, m), np.nan), np.zeros(w - 1, np.int64)
-        parts_v, parts_t, ends, firsts, base, meta = [], [], [], [], [], []
-        no_baseline = np.full(m, np.nan)
-        offset = 0
-        for device_id in device_ids:
-            plan = plans[device_id]
-            tl, n = plan.timeline, len(plan.timeline)
-            parts_v += [pad_v, tl.values]
-            parts_t += [pad_t, tl.ts_us]
-            rows = range(plan.start, n)
-            at = offset + w - 1
-            ends.extend(at + i for i in rows)
-            firsts.extend(at + max(i - w + 1, 0) for i in rows)
-            offset += w - 1 + n
-            device_base = baselines[device_id][0]
-            for i in rows:
-                position = plan.n_total - (n - 1 - i)
-                if position <= profile.baseline_readings and position == i + 1:
-                    # The baseline is still forming: this row sees only the readings up to it. Those
-                    # are its whole window (the baseline is shorter than the window): delta 0.
-                    base.append(no_baseline if i + 1 <= w else baseline_of(tl.values[: i + 1]))
-                else:
-                    base.append(device_base)
-                meta.append((device_id, int(tl.seq[i]), int(tl.ts_us[i]), position))
-        all_v, all_t = np.concatenate(parts_v), np.concatenate(parts_t)
-        index = np.asarray(ends)[:, None] + np.arange(-w + 1, 1)[None, :]      # (r, w)
-        # Days since each window's first reading, so a vector does not depend on where the
-        # timeline it was computed from happened to start.
-        days = (all_t[index] - all_t[np.asarray(firsts)][:, None]) / 1e6 / 86400.0
-        vectors = features_of_windows(profile, days=days, values=all_v[index], baseline=np.vstack(base))
-        out.extend((*row, vector) for row, vector in zip(meta, vectors, strict=True))
-    return out
+def _groups_in_order(profile: ApplianceProfile, device_ids: list[str], by_device: dict[str, list[Telemetry]],
+                     stored: dict[str, tuple[int, bytes | None]]) -> tuple[list[_Group], list[str]]:
+    """The usual case as groups, straight from the packed states: new devices, and known ones whose
+    new readings all follow their stored window, with a complete baseline or a window that still
+    holds every reading they ever had. Returns the groups and the devices left for ``_Plan``."""
+    names = _names(profile)
+    names_bytes = "\x1f".join(names).encode()
+    w, m = profile.window, len(names)
+    readings = [t for d in device_ids for t in by_device[d]]
+    r_ts = np.fromiter((to_us(t.ts) for t in readings), np.int64, len(readings))
+    r_seq = np.fromiter((t.seq for t in readings), np.int64, len(readings))
+    r_values = np.array([[t.metrics.get(k, np.nan) for k in names] for t in readings], float).reshape(-1, m)
+    # Devices keyed by (stored window length, new readings): each key becomes a group.
+    keyed: dict[tuple[int, int], list[tuple[str, int, int, bytes | None]]] = defaultdict(list)
+    rest: list[str] = []
+    at = 0
+    for device_id in device_ids:
+        k = len(by_device[device_id])
+        n_readings, state = stored.get(device_id, (0, None))
+        if device_id not in stored:
+            keyed[0, k].append((device_id, at, 0, None))
+        elif state:
+            stored_names, length, complete = state_header(state)
+            if stored_names == names_bytes and length > 0 and (complete or n_readings == length < w):
+                keyed[length, k].append((device_id, at, n_readings, state))
+            else:
+                rest.append(device_id)
+        else:
+            rest.append(device_id)
+        at += k
+    groups = []
+    for (length, k), members in keyed.items():
+        new_at = np.array([a for _, a, _, _ in members])[:, None] + np.arange(k)[None, :]  # (G, k)
+        n_ts, n_seq, n_values = r_ts[new_at], r_seq[new_at], r_values[new_at]
+        n_readings = np.array([n for _, _, n, _ in members], np.int64)
+        ids = [d for d, _, _, _ in members]
+        if length == 0:
+            groups.append(_with_baselines(profile, ids, [False] * len(ids), n_ts, n_seq, n_values, start=0,
+                                          n_total=n_readings + k, baseline=np.full((len(ids), m), np.nan),
+                                          complete=np.zeros(len(ids), bool)))
+            continue
+        rec = unpack_many([s for _, _, _, s in members], len(names_bytes), length, m)
+        s_ts, s_seq = rec["ts"].astype(np.int64), rec["seq"].astype(np.int64)
+        after = (n_ts[:, 0] > s_ts[:, -1]) | ((n_ts[:, 0] == s_ts[:, -1]) & (n_seq[:, 0] > s_seq[:, -1]))
+        rest += [d for d, ok in zip(ids, after.tolist(), strict=True) if not ok]
+        if not after.all():
+            ids = [d for d, ok in zip(ids, after.tolist(), strict=True) if ok]
+            rec, n_ts, n_seq, n_values, n_readings = rec[after], n_ts[after], n_seq[after], n_values[after], n_readings[after]
+            s_ts, s_seq = s_ts[after], s_seq[after]
+            if not ids:
+                continue
+        keep = min(length, w - 1)  # the stored readings the new ones' windows reach back to
+        s_values = rec["values"].reshape(len(ids), length, m).astype(float)
+        groups.append(_with_baselines(
+            profile, ids, [True] * len(ids), np.concatenate([s_ts[:, length - keep:], n_ts], axis=1),
+            np.concatenate([s_seq[:, length - keep:], n_seq], axis=1),
+            np.concatenate([s_values[:, length - keep:], n_values], axis=1), start=keep, n_total=n_readings + k,
+            baseline=rec["baseline"].astype(float), complete=rec["complete"].astype(bool)))
+    return groups, rest
+
+
+def _with_baselines(profile: ApplianceProfile, device_ids: list[str], known: list[bool], ts_us: np.ndarray,
+                    seq: np.ndarray, values: np.ndarray, *, start: int, n_total: np.ndarray, baseline: np.ndarray,
+                    complete: np.ndarray) -> _Group:
+    """A group of ``_groups_in_order``: a forming baseline is the mean of the device's first
+    readings, all of which its timeline holds (kept once complete)."""
+    forming = ~complete
+    firsts = None
+    if forming.any():
+        b = profile.baseline_readings
+        firsts = np.full((len(device_ids), b, values.shape[2]), np.nan)
+        firsts[forming, :min(b, values.shape[1])] = values[forming, :b]
+        baseline = baseline.copy()
+        baseline[forming] = baseline_of(firsts[forming])
+        complete = complete | (forming & (values.shape[1] >= b))
+    return _Group(profile.kind, device_ids, known, ts_us, seq, values, start, n_total, baseline, complete, firsts)
+
+
+def _groups_of_plans(conn: Connection, device_ids: list[str], by_device: dict[str, list[Telemetry]],
+                     stored: dict[str, tuple[int, bytes | None]]) -> list[_Group]:
+    """Known devices outside the usual case, each timeline built on its own, then grouped."""
+    profiles = {d: PROFILES[by_device[d][0].kind] for d in device_ids}
+    online = {d: (stored[d][0], OnlineState.unpack(stored[d][1], _names(profiles[d]))) for d in device_ids}
+    plans: dict[str, _Plan] = {}
+    for device_id in device_ids:
+        new = by_device[device_id]
+        profile = profiles[device_id]
+        fresh = Window.of(new, _names(profile))
+        n_readings, state = online[device_id]
+        recent = state.window
+        if len(recent) and fresh.key(0) > recent.key(-1):
+            tail = recent.tail(profile.window - 1)
+            plans[device_id] = _Plan(tail.then(fresh), len(tail), n_readings + len(fresh))
+            continue
+        # Counted, not read back: retention may have rolled the device's oldest readings up.
+        oldest = (new[0].ts, new[0].seq)
+        timeline = _timeline_from(conn, device_id, oldest, profile.window)
+        key = (to_us(oldest[0]), oldest[1])
+        before = sum(1 for r in timeline if (to_us(r.ts), r.seq) < key)
+        plans[device_id] = _Plan(Window.of(timeline, _names(profile)), before, n_readings + len(new))
+    baselines = _baselines(conn, plans, online=online, profiles=profiles)
+    keyed: dict[tuple[str, int, int], list[str]] = defaultdict(list)
+    for device_id, plan in plans.items():
+        keyed[profiles[device_id].kind, len(plan.timeline), plan.start].append(device_id)
+    groups = []
+    for (kind, _, start), ids in keyed.items():
+        tls = [plans[d].timeline for d in ids]
+        groups.append(_Group(kind, ids, [True] * len(ids), np.stack([t.ts_us for t in tls]),
+                             np.stack([t.seq for t in tls]), np.stack([t.values for t in tls]), start,
+                             np.array([plans[d].n_total for d in ids], np.int64),
+                             np.stack([baselines[d][0] for d in ids]), np.array([baselines[d][1] for d in ids]),
+                             _firsts([baselines[d][2] for d in ids], PROFILES[kind])))
+    return groups
+
+
+def _firsts(per_device: list[np.ndarray | None], profile: ApplianceProfile) -> np.ndarray | None:
+    """``_Group.firsts`` of devices whose first readings are known where their baseline forms."""
+    if all(f is None for f in per_device):
+        return None
+    empty = np.full((profile.baseline_readings, len(profile.metrics)), np.nan)
+    return np.stack([empty if f is None else f for f in per_device])
+
+
+def _history_rows(group: _Group, profile: ApplianceProfile) -> list[_HistoryRow]:
+    """Every new reading's point-in-time history row, device by device in (ts, seq) order."""
+    w, b = profile.window, profile.baseline_readings
+    g, n, m = group.values.shape
+    # Each timeline behind w - 1 padding rows, so every window is one fancy index.
+    values = np.concatenate([np.full((g, w - 1, m), np.nan), group.values], axis=1)
+    ts_us = np.concatenate([np.zeros((g, w - 1), np.int64), group.ts_us], axis=1)
+    rows = np.arange(group.start, n)                                   # (r,) timeline rows with a vector
+    window = rows[:, None] + np.arange(w)[None, :]                     # (r, w) into the padded arrays
+    first = np.maximum(rows - w + 1, 0) + w - 1                        # each window's first real reading
+    # Days since each window's first reading, so a vector does not depend on where the timeline
+    # it was computed from happened to start.
+    days = (ts_us[:, window] - ts_us[:, first][:, :, None]) / 1e6 / 86400.0   # (G, r, w)
+    position = group.n_total[:, None] - (n - 1 - rows)[None, :]        # (G, r) the reading's rank
+    # While the baseline forms, a reading's baseline is the mean of the readings up to it. When
+    # those all lie in its window its delta is 0 (no baseline); only a profile whose baseline is
+    # longer than its window has forming readings beyond it.
+    base = np.where((position <= min(b, w))[:, :, None], np.nan, group.baseline[:, None, :])
+    if b > w:
+        for i, j in zip(*np.nonzero((position > w) & (position <= b)), strict=True):
+            base[i, j] = baseline_of(group.firsts[i, :position[i, j]])
+    r = len(rows)
+    vectors = features_of_windows(profile, days=days.reshape(g * r, w), values=values[:, window].reshape(g * r, w, m),
+                                  baseline=base.reshape(g * r, m))
+    ids = np.repeat(np.arange(g), r).tolist()
+    seqs, stamps = group.seq[:, group.start:].ravel().tolist(), group.ts_us[:, group.start:].ravel().tolist()
+    return [(group.device_ids[i], seq, ts, n_readings, vector) for i, seq, ts, n_readings, vector
+            in zip(ids, seqs, stamps, position.ravel().tolist(), vectors, strict=True)]
+
+
+def _states(group: _Group, profile: ApplianceProfile) -> list[bytes]:
+    """Each device's new packed state: its latest ``window`` readings and its baseline."""
+    keep = min(group.ts_us.shape[1], profile.window)
+    return pack_many(group.ts_us[:, -keep:], group.seq[:, -keep:], group.values[:, -keep:], group.baseline,
+                     group.complete, _names(profile))
 
 
 def _first_readings(conn: Connection, limits: dict[str, int]) -> dict[str, list[Reading]]:

@@ -23,7 +23,7 @@ import numpy as np
 from ingest.contract import Telemetry
 from ingest.features import Reading
 
-__all__ = ["OnlineState", "Window", "from_us", "to_us"]
+__all__ = ["OnlineState", "Window", "from_us", "pack_many", "state_header", "to_us", "unpack_many"]
 
 _MAGIC = b"FS1"
 _HEADER = struct.Struct("<HIB")  # length of the metric names, number of readings, baseline complete
@@ -88,6 +88,45 @@ class Window:
 
 
 
+def _layout(n_names: int, n: int, m: int) -> np.dtype:
+    """The packed state as one numpy record: header, metric names, baseline, then the window's
+    event times, sequence numbers and ``(n, m)`` values (little-endian, no padding)."""
+    return np.dtype([("magic", "S3"), ("n_names", "<u2"), ("n", "<u4"), ("complete", "u1"),
+                     ("names", f"S{n_names}"), ("baseline", "<f8", (m,)), ("ts", "<i8", (n,)),
+                     ("seq", "<i8", (n,)), ("values", "<f8", (n * m,))])
+
+
+def pack_many(ts_us: np.ndarray, seq: np.ndarray, values: np.ndarray, baseline: np.ndarray,
+              complete: np.ndarray, metrics: Sequence[str]) -> list[bytes]:
+    """``OnlineState.pack`` of ``G`` states whose windows have the same length, at once: ``ts_us``
+    and ``seq`` ``(G, n)``, ``values`` ``(G, n, m)``, ``baseline`` ``(G, m)``, ``complete`` ``(G,)``."""
+    names = "\x1f".join(metrics).encode()
+    g, n, m = values.shape
+    layout = _layout(len(names), n, m)
+    records = np.empty(g, layout)
+    records["magic"], records["n_names"], records["n"], records["names"] = _MAGIC, len(names), n, names
+    records["complete"] = complete
+    records["baseline"], records["ts"], records["seq"] = baseline, ts_us, seq
+    records["values"] = values.reshape(g, n * m)
+    data, size = records.tobytes(), layout.itemsize
+    return [data[at:at + size] for at in range(0, g * size, size)]
+
+
+def unpack_many(states: Sequence[bytes], n_names: int, n: int, m: int) -> np.ndarray:
+    """States packed with the same metric names (``n_names`` bytes of them, ``m`` metrics) and
+    window length ``n``, as one record array (fields as in ``_layout``; ``values`` flat ``(n * m,)``)."""
+    return np.frombuffer(b"".join(states), _layout(n_names, n, m), len(states))
+
+
+def state_header(data: bytes) -> tuple[bytes, int, bool]:
+    """A packed state's metric names (as stored), window length and baseline-complete flag."""
+    if data[:3] != _MAGIC:
+        raise ValueError("not a packed online feature state")
+    n_names, n, complete = _HEADER.unpack_from(data, 3)
+    at = 3 + _HEADER.size
+    return data[at:at + n_names], n, bool(complete)
+
+
 @dataclass(frozen=True, slots=True)
 class OnlineState:
     """What the online row keeps between batches: the latest window and the baseline."""
@@ -100,11 +139,9 @@ class OnlineState:
 
     def pack(self, metrics: Sequence[str]) -> bytes:
         """The bytes the online row stores."""
-        names = "\x1f".join(metrics).encode()
         w = self.window
-        return b"".join((_MAGIC, _HEADER.pack(len(names), len(w), self.complete), names,
-                         self.baseline.astype("<f8").tobytes(), w.ts_us.astype("<i8").tobytes(),
-                         w.seq.astype("<i8").tobytes(), w.values.astype("<f8").tobytes()))
+        return pack_many(w.ts_us[None], w.seq[None], w.values[None], self.baseline[None],
+                         np.array([self.complete]), metrics)[0]
 
     @staticmethod
     def unpack(data: bytes | None, metrics: Sequence[str]) -> OnlineState:
@@ -112,19 +149,15 @@ class OnlineState:
         m = len(metrics)
         if not data:
             return OnlineState(Window.empty(m), np.full(m, np.nan), False)
-        if data[:3] != _MAGIC:
-            raise ValueError("not a packed online feature state")
-        n_names, n, complete = _HEADER.unpack_from(data, 3)
-        at = 3 + _HEADER.size
-        stored = data[at:at + n_names].decode().split("\x1f")
-        at += n_names
+        names, n, complete = state_header(data)
+        stored = names.decode().split("\x1f")
         k = len(stored)
+        record = unpack_many([data], len(names), n, k)[0]
         # Read-only views of ``data`` (no copies; nothing writes into a window in place).
-        baseline = np.frombuffer(data, "<f8", k, at).astype(float, copy=False)
-        at += 8 * k
-        ts_us = np.frombuffer(data, "<i8", n, at).astype(np.int64, copy=False)
-        seq = np.frombuffer(data, "<i8", n, at + 8 * n).astype(np.int64, copy=False)
-        raw = np.frombuffer(data, "<f8", n * k, at + 16 * n).reshape(n, k).astype(float, copy=False)
+        baseline = record["baseline"].astype(float, copy=False)
+        ts_us = record["ts"].astype(np.int64, copy=False)
+        seq = record["seq"].astype(np.int64, copy=False)
+        raw = record["values"].reshape(n, k).astype(float, copy=False)
         if stored != list(metrics):
             picks = [stored.index(name) if name in stored else None for name in metrics]
             baseline = np.array([baseline[j] if j is not None else np.nan for j in picks])

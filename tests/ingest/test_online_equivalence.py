@@ -9,7 +9,9 @@ one at a time in event-time order.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import timedelta
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -88,11 +90,19 @@ def _features(batches: list[list[Inbound]], clock: ManualClock, devices: list[st
     return latest, history
 
 
-@settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), shuffle=st.booleans(),
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), shuffle=st.booleans(), long_baseline=st.booleans(),
        batch_sizes=st.lists(st.integers(1, 60), min_size=1, max_size=8))
-def test_a_fleet_gets_the_same_features_whatever_the_arrival_order_and_batching(seed: int, shuffle: bool,
-                                                                                 batch_sizes: list[int]) -> None:
+def test_a_fleet_gets_the_same_features_whatever_the_arrival_order_and_batching(
+        seed: int, shuffle: bool, long_baseline: bool, batch_sizes: list[int]) -> None:
+    # ``long_baseline``: an onboarded profile may make the baseline longer than the window (here
+    # the air conditioner's 30 first readings, window 24).
+    patched = {"air_conditioner": replace(PROFILES["air_conditioner"], baseline_readings=30)} if long_baseline else {}
+    with mock.patch.dict(PROFILES, patched):
+        _check_equivalence(seed, shuffle, batch_sizes)
+
+
+def _check_equivalence(seed: int, shuffle: bool, batch_sizes: list[int]) -> None:
     rng = random.Random(seed)
     clock = ManualClock(START)
     fleet = _fleet(rng, clock)
