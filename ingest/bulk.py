@@ -78,7 +78,7 @@ def select_in(conn: Connection, sql: str, ids: Sequence[str]) -> list[Any]:
     """The rows of ``sql``, each ``IN ?*`` in it standing for the list ``ids`` (one placeholder each:
     no expanding-IN compilation per batch)."""
     marks = "IN (" + ",".join([codec_for(conn).placeholder] * len(ids)) + ")"
-    return list(conn.exec_driver_sql(sql.replace("IN ?*", marks), tuple(ids) * sql.count("IN ?*")))
+    return conn.exec_driver_sql(sql.replace("IN ?*", marks), tuple(ids) * sql.count("IN ?*")).all()
 
 
 def insert_new_readings(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> set[tuple[str, int]]:
@@ -92,7 +92,7 @@ def insert_new_readings(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> se
         sql = (f"INSERT INTO readings (device_id, seq, ts, kind, metrics, received_at) VALUES {values} "
                "ON CONFLICT (device_id, seq) DO NOTHING RETURNING device_id, seq")
         flat = tuple(v for row in chunk for v in row)
-        stored.update((d, s) for d, s in conn.exec_driver_sql(sql, flat))
+        stored.update((d, s) for d, s in conn.exec_driver_sql(sql, flat).all())
     return stored
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -46,6 +47,7 @@ from ingest.online import refresh_features, upsert
 from ingest.retention import DailyAggregate, RollupResult, daily_aggregates, roll_up
 from ingest.presence import Presence
 from ingest.presence import presence as presence_of
+from ingest.window import to_us
 
 __all__ = ["BatchResult", "DeadLetter", "DeviceInfo", "Inbound", "IngestStore"]
 
@@ -178,8 +180,8 @@ class IngestStore:
                 elif (t.device_id, t.seq) not in seen:
                     seen.add((t.device_id, t.seq))
                     fresh.append(t)
-            inserted = _insert_readings(conn, fresh, received_at=now)
-            _touch_devices(conn, inserted)  # only what was really new moves the device's state
+            inserted, inserted_ts = _insert_readings(conn, fresh, received_at=now)
+            _touch_devices(conn, inserted, inserted_ts)  # only what was really new moves the device's state
             for t in inserted:
                 devices.setdefault(t.device_id, (t.kind, "unknown"))
             known_events = []
@@ -349,19 +351,24 @@ def _load_devices(conn: Connection, ids: set[str]) -> tuple[dict[str, tuple[str,
             {d for d, _, _, revoked in rows if revoked})
 
 
-def _insert_readings(conn: Connection, fresh: Sequence[Telemetry], *, received_at: datetime) -> list[Telemetry]:
-    """Insert what is new; returns the readings really stored (not already there)."""
+def _insert_readings(conn: Connection, fresh: Sequence[Telemetry], *,
+                     received_at: datetime) -> tuple[list[Telemetry], list[Any]]:
+    """Insert what is new; returns the readings really stored (not already there) and their
+    timestamps as the database takes them (formatted once, for ``_touch_devices`` too)."""
     if not fresh:
-        return []
+        return [], []
     codec = codec_for(conn)
     at = codec.ts(received_at)
-    stored = insert_new_readings(conn, [(t.device_id, t.seq, codec.ts(t.ts), t.kind, codec.json(t.metrics), at)
-                                        for t in fresh])
-    return [t for t in fresh if (t.device_id, t.seq) in stored]
+    ts = codec.ts_of_us(np.fromiter((to_us(t.ts) for t in fresh), np.int64, len(fresh)))
+    stored = insert_new_readings(conn, [(t.device_id, t.seq, text, t.kind, codec.json(t.metrics), at)
+                                        for t, text in zip(fresh, ts, strict=True)])
+    kept = [i for i, t in enumerate(fresh) if (t.device_id, t.seq) in stored]
+    return [fresh[i] for i in kept], [ts[i] for i in kept]
 
 
-def _touch_devices(conn: Connection, inserted: Sequence[Telemetry]) -> None:
-    """Create unknown devices and move first/last seen, in one upsert per batch.
+def _touch_devices(conn: Connection, inserted: Sequence[Telemetry], ts: Sequence[Any]) -> None:
+    """Create unknown devices and move first/last seen, in one upsert per batch (``ts``: the
+    readings' timestamps as ``_insert_readings`` encoded them).
 
     The newest reading (a tie goes to the later one in the batch) sets ``last_seen``, ``last_seq``,
     model and firmware, and only if it is not older than what is stored: a late reading must not
@@ -369,16 +376,19 @@ def _touch_devices(conn: Connection, inserted: Sequence[Telemetry]) -> None:
     """
     if not inserted:
         return
-    first: dict[str, datetime] = {}
-    latest: dict[str, Telemetry] = {}
-    for t in inserted:
-        if t.device_id not in first or t.ts < first[t.device_id]:
-            first[t.device_id] = t.ts
-        if t.device_id not in latest or t.ts >= latest[t.device_id].ts:
-            latest[t.device_id] = t
-    codec = codec_for(conn)
-    upsert_devices(conn, [(d, t.kind, t.model, t.firmware, "unknown", codec.ts(first[d]), codec.ts(t.ts), t.seq)
-                          for d, t in latest.items()])
+    first: dict[str, int] = {}
+    latest: dict[str, int] = {}
+    for i, t in enumerate(inserted):
+        d = t.device_id
+        if d not in first or t.ts < inserted[first[d]].ts:
+            first[d] = i
+        if d not in latest or t.ts >= inserted[latest[d]].ts:
+            latest[d] = i
+    rows = []
+    for d, i in latest.items():
+        t = inserted[i]
+        rows.append((d, t.kind, t.model, t.firmware, "unknown", ts[first[d]], ts[i], t.seq))
+    upsert_devices(conn, rows)
 
 
 def _insert_events(conn: Connection, events: Sequence[Event], *, received_at: datetime) -> int:
