@@ -7,18 +7,25 @@ thread writes them. Prints wall and CPU msgs/s; CPU time is the figure to compar
 least with what else the machine is doing. ``--rounds`` repeats on a fresh database each time.
 ``--profile N`` prints the N costliest functions (cProfile, cumulative) of one more round.
 
+``--soak-seconds S --rate R`` instead writes for S seconds at R msgs/s (the fleet reporting on,
+one minute of event time per round of devices) and prints the process's RSS every 15 s: the
+write path's own memory over time, apart from paho, the broker and the queue.
+
     .venv/bin/python benchmarks/ingest_store.py [--devices 10000 --messages 40000 --batch 500 --rounds 3]
+    .venv/bin/python benchmarks/ingest_store.py --soak-seconds 600 --rate 2000
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import itertools
 import json
 import pstats
 import random
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,6 +39,12 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 
 def messages(*, devices: int, count: int, seed: int = 1) -> list[Inbound]:
     """``count`` telemetry messages round-robin over ``devices`` ids, one minute apart per round."""
+    stream = message_stream(devices=devices, seed=seed)
+    return [next(stream) for _ in range(count)]
+
+
+def message_stream(*, devices: int, seed: int = 1) -> Iterator[Inbound]:
+    """``messages`` without an end."""
     rng = random.Random(seed)
     kinds = sorted(PROFILES)
     fleet = []
@@ -39,15 +52,38 @@ def messages(*, devices: int, count: int, seed: int = 1) -> list[Inbound]:
         profile = PROFILES[kinds[i % len(kinds)]]
         base = {m.name: m.low + (m.high - m.low) * rng.uniform(0.2, 0.6) for m in profile.metrics}
         fleet.append((f"bench-{i:06d}", profile.kind, base))
-    out = []
-    for n in range(count):
+    for n in itertools.count():
         device_id, kind, base = fleet[n % devices]
         ts = START + timedelta(minutes=n // devices)
         metrics = {k: round(v * rng.uniform(0.98, 1.02), 2) for k, v in base.items()}
         t = Telemetry(device_id=device_id, kind=kind, model="BENCH-1", firmware="1.0.0", seq=n // devices,
                       ts=ts, metrics=metrics)
-        out.append(Inbound(telemetry_topic(device_id), encode_telemetry(t), ts))
-    return out
+        yield Inbound(telemetry_topic(device_id), encode_telemetry(t), ts)
+
+
+def soak(*, devices: int, batch: int, seconds: float, rate: float, workdir: Path) -> list[dict[str, float]]:
+    """Write ``rate`` msgs/s for ``seconds``; the RSS every 15 s."""
+    engine = make_engine(f"sqlite:///{workdir / 'soak.db'}")
+    create_schema(engine)
+    stream = message_stream(devices=devices)
+    store = IngestStore(engine, clock=ManualClock(START))
+    samples: list[dict[str, float]] = []
+    written, started = 0, time.monotonic()
+    while (elapsed := time.monotonic() - started) < seconds:
+        if elapsed >= 15 * len(samples):
+            samples.append({"s": round(elapsed), "messages": written, "rss_mb": round(_rss_mb(), 1)})
+            print(f"{samples[-1]['s']:>5} s  {written:>9,} messages  RSS {samples[-1]['rss_mb']:.1f} MB", flush=True)
+        msgs = list(itertools.islice(stream, batch))
+        store.write_batch(msgs, now=msgs[-1].received_at)
+        written += len(msgs)
+        time.sleep(max(written / rate - (time.monotonic() - started), 0))
+    engine.dispose()
+    return samples
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
 
 
 def one_round(batch_msgs: list[Inbound], *, url: str | None, batch: int, workdir: Path,
@@ -80,7 +116,16 @@ def main() -> None:
     parser.add_argument("--database-url", help="default: a fresh SQLite file per round in a temp dir")
     parser.add_argument("--profile", type=int, default=0, metavar="N")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--soak-seconds", type=float, default=0)
+    parser.add_argument("--rate", type=float, default=2000, help="msgs/s of the soak")
     args = parser.parse_args()
+    if args.soak_seconds:
+        with tempfile.TemporaryDirectory() as tmp:
+            samples = soak(devices=args.devices, batch=args.batch, seconds=args.soak_seconds, rate=args.rate,
+                           workdir=Path(tmp))
+        if args.json:
+            args.json.write_text(json.dumps({"soak": samples}, indent=2))
+        return
     msgs = messages(devices=args.devices, count=args.messages)
     with tempfile.TemporaryDirectory() as tmp:
         rounds = [one_round(msgs, url=args.database_url, batch=args.batch, workdir=Path(tmp))
