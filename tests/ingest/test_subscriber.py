@@ -15,13 +15,13 @@ from datetime import datetime, timedelta
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from ingest.clock import ManualClock
 from ingest.contract import MAX_PAYLOAD_BYTES, Telemetry, encode_telemetry, telemetry_topic
 from ingest.store import BatchResult, DeviceInfo, Inbound, IngestStore
 from ingest.subscriber import Ingester
-from tests.ingest.writers import WRITERS, make_ingester
+from tests.ingest.writers import WRITERS, make_ingester, refuse_reading
 from tests.payloads import bad_payloads
 from tests.services import Mosquitto
 
@@ -150,26 +150,11 @@ def test_messages_published_while_ingester_is_down_arrive_after_restart(engine, 
         assert sorted(r.seq for r in store.recent_readings(f"ac-offline-{d}", limit=1000)) == list(range(300))
 
 
-#: A trigger that refuses one reading, as a database constraint of its own would (SQLite; PostgreSQL).
-_REFUSE = {
-    "sqlite": ["CREATE TRIGGER refuse_reading BEFORE INSERT ON readings "
-               "WHEN NEW.device_id = 'ac-refused' AND NEW.seq = 5 "
-               "BEGIN SELECT RAISE(ABORT, 'reading refused by the database'); END"],
-    "postgresql": ["CREATE FUNCTION refuse_reading() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                   "IF NEW.device_id = 'ac-refused' AND NEW.seq = 5 THEN "
-                   "RAISE EXCEPTION 'reading refused by the database'; END IF; RETURN NEW; END $$",
-                   "CREATE TRIGGER refuse_reading BEFORE INSERT ON readings FOR EACH ROW "
-                   "EXECUTE FUNCTION refuse_reading()"],
-}
-
-
 @pytest.mark.parametrize("writer", WRITERS)
 def test_a_reading_the_database_refuses_is_dead_lettered_by_either_writer(  # type: ignore[no-untyped-def]
         any_engine, clock, mosquitto, writer, caplog) -> None:
     caplog.set_level(logging.WARNING, logger="ingest.writing")
-    with any_engine.begin() as conn:
-        for statement in _REFUSE[any_engine.dialect.name]:
-            conn.execute(text(statement))
+    refuse_reading(any_engine, device_id="ac-refused", seq=5)
     store = IngestStore(any_engine, clock=clock)
     refused = _telemetry(clock, "ac-refused", 5)
     ing = make_ingester(writer, engine=any_engine, clock=clock, host=mosquitto.host, port=mosquitto.port,
