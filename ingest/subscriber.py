@@ -106,6 +106,7 @@ class Ingester:
         # thread only): the writer is idle when the two are equal.
         self._taken = 0
         self._settled = 0
+        self._process_started = False
         self._process = None if store_spec is None or writer == "thread" else ProcessWriter(
             store_spec, on_result=self._settle, on_write_error=self._count_write_error,
             on_restart=self._count_restart, batches_in_flight=batches_in_flight, reply_timeout_s=writer_timeout_s)
@@ -129,8 +130,7 @@ class Ingester:
 
     def start(self, *, wait_connected_s: float = 10.0) -> None:
         """Connect, subscribe and start the writer; returns once the broker confirmed the subscription."""
-        if self._process is not None:
-            self._process.start()
+        self.start_writer()
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._writer.start()
         if self._mqtt_version == 5:
@@ -144,6 +144,13 @@ class Ingester:
         if not self._subscribed.wait(wait_connected_s):
             self.stop(drain_s=0)
             raise ConnectionError(f"could not connect and subscribe to MQTT broker {self._host}:{self._port}")
+
+    def start_writer(self) -> None:
+        """Start the writer process and wait until it is ready (``start`` does it if not done yet);
+        nothing to do for the writer thread. Raises ``RuntimeError`` if the process cannot start."""
+        if self._process is not None and not self._process_started:
+            self._process.start()
+            self._process_started = True
 
     def stop(self, *, drain_s: float = 5.0) -> None:
         """Stop receiving, store what is queued (up to ``drain_s``), then disconnect."""

@@ -10,7 +10,7 @@ over a socketpair wrapped in ``multiprocessing.connection.Connection``:
   never on the child's argv or environment — then ``("batch", n, now, rows)`` with the rows as
   ``(topic, payload, received_at)`` and ``now`` the batch's event time from the parent's clock (the
   child has no clock of its own);
-- child → parent: ``("done", n, BatchResult)`` in order, ``("error", n)`` after each failed attempt
+- child → parent: ``("ready",)`` once its store is built, ``("done", n, BatchResult)`` in order, ``("error", n)`` after each failed attempt
   (the parent's write-error count), and ``("log", record)``: the child's log records, emitted again
   by the parent's logging, so they come out in the parent's format (JSON or text) and destination.
 
@@ -145,9 +145,30 @@ class ProcessWriter:
         with self._cond:
             return len(self._pending)
 
-    def start(self) -> None:
-        """Start the child and the thread that reads its replies."""
+    def start(self, *, timeout_s: float = 30.0) -> None:
+        """Start the child, wait until it is ready to write, and start the thread reading its replies.
+
+        Raises ``RuntimeError`` if the child exits or says nothing within ``timeout_s``: a writer
+        that cannot start (a missing driver, a malformed URL) fails the start-up, not later.
+        """
         self._spawn()
+        conn = self._conn
+        assert conn is not None
+        try:
+            while conn.poll(timeout_s):
+                message = conn.recv()
+                if message[0] == "ready":
+                    break
+                if message[0] == "log":
+                    _emit(message[1])
+            else:
+                raise RuntimeError(f"the ingest writer process did not get ready within {timeout_s:g} s")
+        except (EOFError, OSError) as exc:
+            self._retire(kill=True, timeout_s=5.0)
+            raise RuntimeError("the ingest writer process exited while starting (see its log above)") from exc
+        except RuntimeError:
+            self._retire(kill=True, timeout_s=5.0)
+            raise
         self._reader = threading.Thread(target=self._read_loop, name="ingest-writer-replies", daemon=True)
         self._reader.start()
 
@@ -227,6 +248,7 @@ class ProcessWriter:
                 self._on_write_error()
             elif kind == "log":
                 _emit(message[1])
+            # "ready" from a replacement: alive, nothing else to do
 
     def _settle(self, number: int, result: BatchResult) -> None:
         with self._cond:
@@ -383,7 +405,12 @@ def _child_main(fd: int) -> None:
     logging.basicConfig(level=level, handlers=[_ShippingHandler(send)], force=True)
     logging.captureWarnings(True)
     _install_profiles(profiles)
-    engine, store = spec.build()
+    try:
+        engine, store = spec.build()
+    except Exception:
+        log.exception("ingest writer process cannot build its store from %r", spec)
+        raise
+    send(("ready",))
     stop = threading.Event()
     inbox: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
 
