@@ -294,8 +294,12 @@ class ProcessWriter:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_IMPORT_ROOT, env.get("PYTHONPATH")) if p)
         with theirs:
-            proc = subprocess.Popen([sys.executable, "-m", "ingest.writer_process", str(theirs.fileno())],
-                                    pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env)
+            try:
+                proc = subprocess.Popen([sys.executable, "-m", "ingest.writer_process", str(theirs.fileno())],
+                                        pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env)
+            except OSError:
+                ours.close()
+                raise
         # A second descriptor of the same socket: shutting ``ours`` down wakes whoever waits on the
         # Connection (the reader thread, a blocked send) without closing a descriptor under them.
         conn = Connection(os.dup(ours.fileno()))
@@ -448,4 +452,8 @@ def _install_profiles(profiles: Mapping[str, ApplianceProfile]) -> None:
 
 
 if __name__ == "__main__":
-    _child_main(int(sys.argv[1]))
+    # Through the module's importable name, not ``__main__``: the StoreSpec the parent sends unpickles
+    # from ``ingest.writer_process``, and the child's log records carry that logger name.
+    from ingest.writer_process import _child_main as main
+
+    main(int(sys.argv[1]))
