@@ -23,9 +23,11 @@ def ingest(
     paced_seconds: Annotated[float, typer.Option(min=1.0, help="Length of the paced (latency) phase.")] = 15.0,
     soak_seconds: Annotated[float, typer.Option(min=0.0, help="Memory soak after the scenarios (0: none).")] = 0.0,
     scenario: Annotated[list[str] | None, typer.Option(
-        help="Run only these scenarios: raw, naive, sqlite, postgres, postgres_2_workers (repeatable).")] = None,
+        help="Run only these scenarios: raw, naive, sqlite, sqlite_thread, postgres, postgres_2_workers "
+             "(repeatable).")] = None,
 ) -> None:
-    """Raw paho vs naive ORM vs Foresight's ingest path (SQLite, PostgreSQL, two workers), side by side."""
+    """Raw paho vs naive ORM vs Foresight's ingest path (SQLite with the writer process and the writer
+    thread, PostgreSQL, two workers), side by side."""
     from .ingest_bench import SCENARIOS, BenchOptions, run_ingest_bench
     from .mosquitto import MosquittoNotInstalled
     from .postgres_cluster import PostgresNotInstalled

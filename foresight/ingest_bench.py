@@ -12,10 +12,11 @@ Each scenario gets a fresh Mosquitto on a free loopback port and a fresh databas
   latency is publish to commit (millisecond precision).
 
 Consumers (``foresight.ingest_bench_consumers``): ``raw`` (paho, only counts), ``naive`` (ORM add +
-commit per message), ``sqlite`` and ``postgres`` (Foresight's path), ``postgres_2_workers`` (two
-Foresight processes on one PostgreSQL, MQTT 5 shared subscription). Peak RSS is each consumer
-process's own. PostgreSQL runs in a throwaway cluster with durable commits (PostgreSQL defaults).
-Run with ``foresight bench ingest --json PATH``.
+commit per message), ``sqlite`` and ``postgres`` (Foresight's path with its default writer process),
+``sqlite_thread`` (the same on SQLite with the writer thread, for comparison), ``postgres_2_workers``
+(two Foresight processes on one PostgreSQL, MQTT 5 shared subscription). Peak RSS is each consumer's
+own: its process plus its writer process (the sum of the two peaks). PostgreSQL runs in a throwaway
+cluster with durable commits (PostgreSQL defaults). Run with ``foresight bench ingest --json PATH``.
 """
 
 from __future__ import annotations
@@ -40,13 +41,14 @@ from typing import Any
 
 __all__ = ["BenchOptions", "ScenarioResult", "run_ingest_bench"]
 
-#: name -> (consumer kind, database, workers)
-SCENARIOS: dict[str, tuple[str, str, int]] = {
-    "raw": ("raw", "none", 1),
-    "naive": ("naive", "sqlite", 1),
-    "sqlite": ("foresight", "sqlite", 1),
-    "postgres": ("foresight", "postgres", 1),
-    "postgres_2_workers": ("foresight", "postgres", 2),
+#: name -> (consumer kind, database, workers, Foresight's writer)
+SCENARIOS: dict[str, tuple[str, str, int, str]] = {
+    "raw": ("raw", "none", 1, "-"),
+    "naive": ("naive", "sqlite", 1, "-"),
+    "sqlite": ("foresight", "sqlite", 1, "process"),
+    "sqlite_thread": ("foresight", "sqlite", 1, "thread"),
+    "postgres": ("foresight", "postgres", 1, "process"),
+    "postgres_2_workers": ("foresight", "postgres", 2, "process"),
 }
 
 
@@ -117,7 +119,7 @@ def _soak(options: BenchOptions, results: dict[str, ScenarioResult], *, log: Cal
     """Foresight on SQLite at a steady rate for ``soak_seconds``: is its memory flat?"""
     rate = options.rate or (results["sqlite"].msgs_per_s / 2 if "sqlite" in results else 1000.0)
     count = int(rate * options.soak_seconds)
-    figures = _phase("soak", "paced", kind="foresight", database="sqlite", workers=1, cluster=None,
+    figures = _phase("soak", "paced", kind="foresight", database="sqlite", workers=1, writer="process", cluster=None,
                      options=replace(options, messages=count, rate=rate, seconds=options.soak_seconds + 30))
     samples = figures["rss_samples"]
     minute = [mb for t, mb in samples if t <= 60] or [samples[0][1]]
@@ -149,10 +151,13 @@ def _summary(results: dict[str, ScenarioResult], options: BenchOptions) -> dict[
         "raw_msgs_per_s": rate("raw"),
         "naive_msgs_per_s": rate("naive"),
         "sqlite": obj("sqlite"),
+        "sqlite_thread": obj("sqlite_thread"),
         "postgres": obj("postgres"),
         "postgres_2_workers": obj("postgres_2_workers"),
         "sqlite_vs_raw": ratio("sqlite", "raw"),
         "sqlite_vs_naive": ratio("sqlite", "naive"),
+        "sqlite_thread_vs_raw": ratio("sqlite_thread", "raw"),
+        "sqlite_vs_sqlite_thread": ratio("sqlite", "sqlite_thread"),
         "postgres_2_workers_vs_1": ratio("postgres_2_workers", "postgres"),
         "scenarios": {n: asdict(r) for n, r in results.items()},
         "options": asdict(options),
@@ -162,14 +167,14 @@ def _summary(results: dict[str, ScenarioResult], options: BenchOptions) -> dict[
 
 
 def _run_scenario(name: str, *, options: BenchOptions, cluster: Any) -> ScenarioResult:
-    kind, database, workers = SCENARIOS[name]
-    drain = _phase(name, "drain", kind=kind, database=database, workers=workers, cluster=cluster,
+    kind, database, workers, writer = SCENARIOS[name]
+    drain = _phase(name, "drain", kind=kind, database=database, workers=workers, writer=writer, cluster=cluster,
                    options=replace(options, rate=0.0))
     paced: dict[str, Any] | None = None
     if kind == "foresight" and workers == 1:
         rate = options.rate or max(drain["msgs_per_s"] / 2, 1.0)
         count = max(1, min(options.messages, int(rate * options.paced_seconds)))
-        paced = _phase(name, "paced", kind=kind, database=database, workers=1, cluster=cluster,
+        paced = _phase(name, "paced", kind=kind, database=database, workers=1, writer=writer, cluster=cluster,
                        options=replace(options, messages=count, rate=rate))
     # Draining a backlog, latency is time spent queued: only the paced phase measures it.
     lat = paced["latency_ms"] if paced else Counter()
@@ -182,7 +187,7 @@ def _run_scenario(name: str, *, options: BenchOptions, cluster: Any) -> Scenario
         paced_processed=paced["processed"] if paced else None)
 
 
-def _phase(name: str, phase: str, *, kind: str, database: str, workers: int, options: BenchOptions,
+def _phase(name: str, phase: str, *, kind: str, database: str, workers: int, writer: str, options: BenchOptions,
            cluster: Any) -> dict[str, Any]:
     """One phase of one scenario on a fresh broker and database; its raw figures."""
     from .mosquitto import Mosquitto
@@ -198,7 +203,7 @@ def _phase(name: str, phase: str, *, kind: str, database: str, workers: int, opt
         engine = make_engine(url)
         create_schema(engine)  # here, not in each worker: two CREATE TABLEs at once collide
         engine.dispose()
-    consumers = [_spawn("consume", kind, broker.port, str(workdir), url, options, i, workers > 1, phase)
+    consumers = [_spawn("consume", kind, broker.port, str(workdir), url, options, i, workers > 1, phase, writer)
                  for i in range(workers)]
     try:
         for _, end in consumers:
@@ -372,19 +377,22 @@ def _publish(port: int, options: BenchOptions, conn: Connection) -> None:
 
 
 def _consume(kind: str, port: int, workdir: str, database_url: str | None, options: BenchOptions, worker: int,
-             shared: bool, phase: str, conn: Connection) -> None:
+             shared: bool, phase: str, writer: str, conn: Connection) -> None:
     """Subscribe; in ``drain``, go away until the backlog is queued, then come back and drain it.
 
     Runs until every message is processed, ``seconds`` passed, or (several workers) nothing arrived
-    for two seconds after the first; reports over ``conn``.
+    for two seconds after the first; reports over ``conn``. Memory is this process's plus its
+    writer process's.
     """
     from .ingest_bench_consumers import make_consumer, peak_rss_kb, rss_mb
 
     consumer = make_consumer(kind, port=port, workdir=Path(workdir), database_url=database_url,
-                             batch_size=options.batch_size, worker=worker, shared=shared)
+                             batch_size=options.batch_size, worker=worker, shared=shared,
+                             writer=writer)
     consumer.connect()
     if phase == "drain":
         consumer.disconnect()
+        consumer.prepare()  # a writer process is started before the clock, as a running service has one
     conn.send("ready")
     conn.recv()  # the backlog is queued (drain) or the publisher is starting (paced)
     started_at = time.time()
@@ -396,7 +404,7 @@ def _consume(kind: str, port: int, workdir: str, database_url: str | None, optio
     while consumer.processed < options.messages and time.time() < deadline:
         time.sleep(0.01)
         if time.time() >= next_sample:
-            samples.append((time.time() - started_at, rss_mb()))
+            samples.append((time.time() - started_at, rss_mb(consumer.helper_pids())))
             next_sample += 5.0
         if consumer.processed != seen:
             last_change, seen = time.time(), consumer.processed
@@ -404,7 +412,8 @@ def _consume(kind: str, port: int, workdir: str, database_url: str | None, optio
             break
     conn.send({"processed": consumer.processed, "started_at": started_at,
                "last_at": consumer.last_at or time.time(), "latency_ms": dict(consumer.latency_ms),
-               "peak_rss_kb": peak_rss_kb(), "rss_samples": samples + [(time.time() - started_at, rss_mb())]})
+               "peak_rss_kb": peak_rss_kb(consumer.helper_pids()),
+               "rss_samples": samples + [(time.time() - started_at, rss_mb(consumer.helper_pids()))]})
     conn.close()
     os._exit(0)  # no orderly drain: what is still queued is not part of the measurement
 

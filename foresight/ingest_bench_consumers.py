@@ -5,7 +5,8 @@
   message in ``on_message``, SQLAlchemy and SQLite defaults;
 - ``foresight``: the production path, ``Ingester`` + ``IngestStore`` (validate, dedupe, one
   transaction per batch, features, ack after commit) on SQLite (WAL) or PostgreSQL, MQTT 3.1.1, or
-  MQTT 5 with a shared subscription when several workers split the load.
+  MQTT 5 with a shared subscription when several workers split the load; the batches stored by a
+  writer process (the default) or a writer thread.
 
 Every consumer has a persistent session with a fixed client id, so it can subscribe, go away while
 the backlog is published, and come back to drain it.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import resource
 from collections import Counter
+from collections.abc import Sequence
 import threading
 import time
 from datetime import datetime
@@ -34,37 +36,53 @@ class Consumer(Protocol):
     #: Publish-to-commit latency histogram in whole milliseconds (bounded memory over a soak).
     latency_ms: Counter[int]
 
+    def prepare(self) -> None:
+        """Get ready to connect (start a writer process), before the measured time."""
+        ...
+
     def connect(self) -> None: ...
 
     def disconnect(self) -> None: ...
 
+    def helper_pids(self) -> list[int]:
+        """Processes of the consumer's besides this one (the writer process), for its memory."""
+        ...
+
 
 def make_consumer(kind: str, *, port: int, workdir: Path, database_url: str | None, batch_size: int,
-                  worker: int = 0, shared: bool = False) -> Consumer:
-    """A consumer of ``kind`` (``raw``, ``naive`` or ``foresight``), not yet connected."""
+                  worker: int = 0, shared: bool = False, writer: str = "process") -> Consumer:
+    """A consumer of ``kind`` (``raw``, ``naive`` or ``foresight`` with ``writer``), not yet connected."""
     if kind == "raw":
         return _RawConsumer(port=port)
     if kind == "naive":
         return _NaiveConsumer(port=port, workdir=workdir)
     return _ForesightConsumer(port=port, database_url=database_url or f"sqlite:///{workdir / 'foresight.db'}",
-                              batch_size=batch_size, worker=worker, shared=shared)
+                              batch_size=batch_size, worker=worker, shared=shared, writer=writer)
 
 
-def rss_mb() -> float:
-    """This process's resident set now (VmRSS), in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def rss_mb(pids: Sequence[int] = ()) -> float:
+    """The resident set now (VmRSS) of this process plus ``pids``, in MB."""
+    return sum(_status_kb(pid, "VmRSS:") for pid in ("self", *pids)) / 1024
 
 
-def peak_rss_kb() -> int:
-    """This process's peak resident set (VmHWM). Not ``ru_maxrss``: Linux carries that across
+def peak_rss_kb(pids: Sequence[int] = ()) -> int:
+    """The peak resident set (VmHWM) of this process plus those of ``pids``: a sum of each one's
+    own peak, so at most what they held at once. Not ``ru_maxrss``: Linux carries that across
     fork + exec, so a child would report the (much larger) CLI parent's peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+    own = _status_kb("self", "VmHWM:") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return own + sum(_status_kb(pid, "VmHWM:") for pid in pids)
+
+
+def _status_kb(pid: int | str, field: str) -> int:
+    """One ``kB`` field of ``/proc/PID/status`` (0 when the process or field is gone)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        if line.startswith(field):
             return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return 0
 
 
 class _NaiveBase(DeclarativeBase):
@@ -120,6 +138,12 @@ class _PahoConsumer:
         self._client.disconnect()
         self._client.loop_stop()
 
+    def prepare(self) -> None:
+        pass
+
+    def helper_pids(self) -> list[int]:
+        return []
+
     def handle(self, payload: bytes) -> None:
         raise NotImplementedError
 
@@ -157,7 +181,8 @@ class _NaiveConsumer(_PahoConsumer):
 class _ForesightConsumer:
     """The production path: ``Ingester`` + ``IngestStore``, acks after commit."""
 
-    def __init__(self, *, port: int, database_url: str, batch_size: int, worker: int, shared: bool) -> None:
+    def __init__(self, *, port: int, database_url: str, batch_size: int, worker: int, shared: bool,
+                 writer: str) -> None:
         from ingest.clock import SystemClock
         from ingest.db import create_schema, make_engine
         from ingest.store import IngestStore
@@ -170,6 +195,7 @@ class _ForesightConsumer:
         self._clock = SystemClock()
         self._store = IngestStore(self._engine, clock=self._clock)
         self._port, self._batch_size, self._worker, self._shared = port, batch_size, worker, shared
+        self._writer, self._database_url = writer, database_url
         self._ingester: Any = None
 
     def _on_batch(self, result: Any) -> None:
@@ -177,15 +203,29 @@ class _ForesightConsumer:
         self.processed += result.accepted + result.duplicates + result.rejected
         self.last_at = time.time()
 
-    def connect(self) -> None:
+    def prepare(self) -> None:
+        """A new Ingester each time, same client id: the broker kept the session and its backlog. Its
+        writer process (a new interpreter, ~0.5 s to import and start) is ready before the drain."""
         from ingest.subscriber import Ingester
+        from ingest.writer_process import StoreSpec
 
-        # A new Ingester each time, same client id: the broker kept the session and its backlog.
-        self._ingester = Ingester(store=self._store, clock=self._clock, host="127.0.0.1", port=self._port,
+        self._ingester = Ingester(store=self._store, writer=self._writer,
+                                  store_spec=StoreSpec(database_url=self._database_url), clock=self._clock,
+                                  host="127.0.0.1", port=self._port,
                                   client_id=f"bench-foresight-{self._worker}", batch_size=self._batch_size,
                                   mqtt_version=5 if self._shared else 3,
                                   shared_group="foresight" if self._shared else None, on_batch=self._on_batch)
+        self._ingester.start_writer()
+
+    def connect(self) -> None:
+        if self._ingester is None:
+            self.prepare()
         self._ingester.start()
 
     def disconnect(self) -> None:
         self._ingester.stop(drain_s=0)
+        self._ingester = None
+
+    def helper_pids(self) -> list[int]:
+        pid = self._ingester.writer_pid if self._ingester is not None else None
+        return [] if pid is None else [pid]

@@ -31,6 +31,8 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             body["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # formatted where it was raised: a record the writer process shipped
+            body["exc"] = record.exc_text
         if record.stack_info:
             body["stack"] = self.formatStack(record.stack_info)
         for key, value in vars(record).items():

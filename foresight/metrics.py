@@ -95,11 +95,14 @@ class _IngesterCollector(Collector):
         outstanding = GaugeMetricFamily("foresight_acks_outstanding",
                                         "Messages received but not yet acknowledged to the broker.")
         outstanding.add_metric([], max(stats.received - stats.acked, 0) if stats else 0)
-        depth = GaugeMetricFamily("foresight_ingest_queue_depth", "Messages waiting for the writer thread.")
+        depth = GaugeMetricFamily("foresight_ingest_queue_depth", "Messages received, waiting for the writer.")
         depth.add_metric([], ing.queue_depth() if ing is not None else 0)
         connected = GaugeMetricFamily("foresight_mqtt_connected", "1 while the ingester is connected.")
         connected.add_metric([], 1 if stats and stats.connected else 0)
-        yield from (received, errors, outstanding, depth, connected)
+        restarts = CounterMetricFamily("foresight_ingest_writer_restarts",
+                                       "Writer processes started again after one died or hung.")
+        restarts.add_metric([], stats.writer_restarts if stats else 0)
+        yield from (received, errors, outstanding, depth, connected, restarts)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())

@@ -28,6 +28,7 @@ from ingest.clock import Clock
 from ingest.db import make_engine
 from ingest.store import IngestStore
 from ingest.subscriber import Ingester
+from ingest.writer_process import StoreSpec
 from predictors import ModelRegistry, Scorer
 from predictors.store import PredictionStore
 
@@ -65,8 +66,19 @@ class Runtime:
 
     def start_ingest(self, *, host: str, port: int, username: str | None = None,
                      password: str | None = None, tls_context: ssl.SSLContext | None = None) -> Ingester:
-        """Connect the MQTT ingester (returns once subscribed); over TLS when given a context."""
-        self.ingester = Ingester(store=self.store, clock=self.clock, host=host, port=port,
+        """Connect the MQTT ingester (returns once subscribed); over TLS when given a context.
+
+        With ``ingest_writer="process"`` the batches are stored by a child process that opens the
+        same database (``ingest.writer_process``); the URL, password included, reaches it over a
+        private socket, never its command line or environment.
+        """
+        writer = self.settings.ingest_writer
+        assert writer is not None  # Settings resolves the default
+        spec = StoreSpec(database_url=self.settings.database_url) if writer == "process" else None
+        self.ingester = Ingester(store=self.store, writer=writer, store_spec=spec,
+                                 batches_in_flight=self.settings.ingest_batches_in_flight,
+                                 writer_timeout_s=self.settings.ingest_writer_timeout_s,
+                                 clock=self.clock, host=host, port=port,
                                  client_id=self.settings.ingest_client_id, username=username,
                                  mqtt_version=self.settings.mqtt_version,
                                  session_expiry_s=self.settings.ingest_session_expiry_s,

@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlparse
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 __all__ = ["PLACEHOLDER_SECRETS", "Settings"]
 
@@ -50,6 +51,15 @@ class Settings(BaseSettings):
     #: a homeowner-chosen URL must not make the backend call inside the network (SSRF).
     webhook_allow_private: bool = False
     ingest_batch_size: int = Field(default=500, ge=1)
+    #: Who stores the batches: ``process``, a child process with a core and a GIL of its own (the
+    #: default), or ``thread``, a thread beside paho's in this process. Unset: ``process``, except for
+    #: an in-memory SQLite database, which no other process can open (``thread``; ``process`` is refused).
+    ingest_writer: Literal["thread", "process"] | None = None
+    #: Batches sent ahead to the writer process (MQTT keeps arriving while it commits).
+    ingest_batches_in_flight: int = Field(default=2, ge=1, le=16)
+    #: A writer process silent this long while a batch waits on it is taken for hung: killed, started
+    #: again, the batch re-sent.
+    ingest_writer_timeout_s: float = Field(default=60.0, gt=0)
     ingest_queue_size: int = Field(default=10_000, ge=10)
     ingest_client_id: str = "foresight-ingest"
     #: 3 (MQTT 3.1.1) or 5; with 5 the persistent session lives ``ingest_session_expiry_s``.
@@ -90,6 +100,16 @@ class Settings(BaseSettings):
             raise ValueError("FORESIGHT_MQTT_URL must look like mqtt://[user:pass@]host[:port] (mqtts:// for TLS)")
         parsed.port  # noqa: B018  (raises ValueError for a bad port now, not at connect time)
         return value
+
+    @model_validator(mode="after")
+    def _choose_ingest_writer(self) -> Settings:
+        in_memory = _in_memory_sqlite(self.database_url)
+        if self.ingest_writer is None:
+            self.ingest_writer = "thread" if in_memory else "process"
+        elif self.ingest_writer == "process" and in_memory:
+            raise ValueError("FORESIGHT_INGEST_WRITER=process needs a database another process can open; "
+                             "an in-memory SQLite database is this process's alone (use thread)")
+        return self
 
     @model_validator(mode="after")
     def _check_mqtt_tls(self) -> Settings:
@@ -143,3 +163,13 @@ class Settings(BaseSettings):
         if self.mqtt_tls_cert_file is not None:
             context.load_cert_chain(self.mqtt_tls_cert_file, self.mqtt_tls_key_file)
         return context
+
+
+def _in_memory_sqlite(url: str) -> bool:
+    """``sqlite://``, ``sqlite:///:memory:``, ``sqlite:///file::memory:?...``, ``...?mode=memory``."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    database = parsed.database or ""
+    return (database in ("", ":memory:") or database.startswith("file::memory:")
+            or parsed.query.get("mode") == "memory" or "mode=memory" in database)

@@ -21,6 +21,7 @@ from ingest.contract import Telemetry, encode_telemetry, telemetry_topic
 from ingest.store import Inbound
 from tests.conftest import START
 from tests.foresight.people import seed_users, signed_in
+from tests.ingest.writers import WRITERS
 from tests.payloads import bad_payloads
 from tests.services import Mosquitto
 
@@ -28,10 +29,12 @@ _ids = itertools.count()
 
 
 @pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Runtime]:
+def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
+    """A runtime on SQLite; parametrized indirectly with the ingest writer (default: the settings')."""
     clock = ManualClock(START + timedelta(days=1))
     rt = build_runtime(Settings(database_url=f"sqlite:///{tmp_path / 'metrics.db'}", model_dir=tmp_path / "models",
-                                ingest_client_id=f"test-metrics-{next(_ids)}"), clock=clock)
+                                ingest_client_id=f"test-metrics-{next(_ids)}",
+                                ingest_writer=getattr(request, "param", None)), clock=clock)
     seed_users(rt)
     yield rt
     rt.stop()
@@ -78,6 +81,7 @@ def test_metrics_count_a_stored_batch_with_rejections_by_reason(runtime: Runtime
 
 
 @pytest.mark.mqtt
+@pytest.mark.parametrize("runtime", WRITERS, indirect=True)
 def test_metrics_follow_live_mqtt_traffic(runtime: Runtime, mosquitto: Mosquitto) -> None:
     clock = runtime.clock
     assert isinstance(clock, ManualClock)
@@ -113,3 +117,9 @@ def test_metrics_follow_live_mqtt_traffic(runtime: Runtime, mosquitto: Mosquitto
     assert m[("foresight_ingest_queue_depth", ())] == 0
     assert m[("foresight_mqtt_connected", ())] == 1
     assert m[("foresight_write_errors_total", ())] == 0
+    assert m[("foresight_ingest_writer_restarts_total", ())] == 0
+    assert delta("foresight_batch_commit_seconds_count") >= 1
+    # Event time to commit, from the runtime's clock whichever process wrote: 25-29 minutes.
+    assert delta("foresight_ingest_lag_seconds_count") == 5
+    assert delta("foresight_ingest_lag_seconds_bucket", le="900.0") == 0
+    assert delta("foresight_ingest_lag_seconds_bucket", le="3600.0") == 5

@@ -47,3 +47,25 @@ def test_tls_files_are_checked_at_start_up(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="needs FORESIGHT_MQTT_TLS_CERT_FILE"):
         Settings(mqtt_tls=True, mqtt_tls_key_file=ca)
     assert Settings(mqtt_tls=True, mqtt_tls_ca_file=ca).mqtt_tls
+
+
+@pytest.mark.parametrize(("url", "writer"), [
+    ("sqlite:///var/foresight.db", "process"),
+    ("postgresql+psycopg://u:pw@db/foresight", "process"),
+    ("sqlite://", "thread"),
+    ("sqlite:///:memory:", "thread"),
+    ("sqlite:///file::memory:?cache=shared&uri=true", "thread"),
+])
+def test_ingest_writer_defaults_to_a_process_unless_the_database_lives_in_this_one(url: str, writer: str) -> None:
+    assert Settings(database_url=url).ingest_writer == writer
+
+
+def test_ingest_writer_is_a_validated_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORESIGHT_INGEST_WRITER", "thread")
+    assert Settings().ingest_writer == "thread"
+    monkeypatch.setenv("FORESIGHT_INGEST_WRITER", "fork")
+    with pytest.raises(ValidationError):
+        Settings()
+    monkeypatch.setenv("FORESIGHT_INGEST_WRITER", "process")
+    with pytest.raises(ValidationError, match="in-memory SQLite"):
+        Settings(database_url="sqlite://")

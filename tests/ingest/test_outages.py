@@ -19,8 +19,7 @@ from sqlalchemy import Engine, select
 from ingest.clock import SystemClock
 from ingest.contract import Telemetry, encode_telemetry, telemetry_topic
 from ingest.db import ReadingRow, create_schema, make_engine
-from ingest.store import IngestStore
-from ingest.subscriber import Ingester
+from tests.ingest.writers import WRITERS, make_ingester
 from tests.services import Mosquitto, Postgres
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.slow]
@@ -125,13 +124,13 @@ def broker() -> Iterator[Mosquitto]:
     b.close()
 
 
-def test_connection_cut_repeatedly_loses_and_doubles_nothing(broker: Mosquitto, tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", WRITERS)
+def test_connection_cut_repeatedly_loses_and_doubles_nothing(broker: Mosquitto, tmp_path: Path, writer: str) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'cuts.db'}")
     create_schema(engine)
     link = CuttableLink(broker.port)
-    clock = SystemClock()
-    ingester = Ingester(store=IngestStore(engine, clock=clock), clock=clock, host="127.0.0.1", port=link.port,
-                        client_id="cut-test-ingest", batch_size=40, batch_wait_s=0.02)
+    ingester = make_ingester(writer, engine=engine, clock=SystemClock(), host="127.0.0.1", port=link.port,
+                             client_id="cut-test-ingest", batch_size=40, batch_wait_s=0.02)
     ingester.start()
     expected = [(f"ac-cut-{d}", seq) for seq in range(80) for d in range(4)]
     cut_at = {len(expected) * k // 6 for k in range(1, 6)}  # five cuts spread over the run
@@ -158,29 +157,37 @@ def test_connection_cut_repeatedly_loses_and_doubles_nothing(broker: Mosquitto, 
 
 
 @pytest.mark.postgres
-def test_postgres_down_for_a_while_loses_and_doubles_nothing(broker: Mosquitto) -> None:
-    """The writer retries with backoff and acks nothing while PostgreSQL is down; the broker holds
-    the rest (backpressure); after the restart everything lands once."""
+@pytest.mark.parametrize("writer", WRITERS)
+def test_postgres_down_for_a_while_loses_and_doubles_nothing(broker: Mosquitto, writer: str) -> None:
+    """The writer retries with backoff and acks nothing while PostgreSQL is down; with a small queue
+    the ingester soon holds all it may, and the broker holds the rest (backpressure); after the
+    restart everything lands once."""
     cluster = Postgres.start_new()
+    queue_size, batch_size, in_flight = 20, 40, 2
     try:
         engine = make_engine(cluster.create_database())
         create_schema(engine)
-        clock = SystemClock()
-        ingester = Ingester(store=IngestStore(engine, clock=clock), clock=clock, host=broker.host, port=broker.port,
-                            client_id="pg-outage-ingest", batch_size=40, batch_wait_s=0.02)
+        ingester = make_ingester(writer, engine=engine, clock=SystemClock(), host=broker.host, port=broker.port,
+                                 client_id="pg-outage-ingest", batch_size=batch_size, batch_wait_s=0.02,
+                                 queue_size=queue_size, batches_in_flight=in_flight)
         ingester.start()
-        expected = [(f"ac-pg-{d}", seq) for seq in range(60) for d in range(4)]
-        third = len(expected) // 3
+        expected = [(f"ac-pg-{d}", seq) for seq in range(100) for d in range(4)]
+        down_at, up_at = 100, 300
+        # What the ingester can hold unacknowledged: the queue, the batch the writer thread holds, the
+        # batches sent ahead to a writer process, and the one message paho's thread is blocked on.
+        held = queue_size + batch_size * (1 + (in_flight if writer == "process" else 0)) + 1
         pub = _publisher(broker, "pg-outage-pub")
-        errors_before_restart = 0
+        errors_before_restart, outstanding = 0, 0
 
         def outage(i: int) -> None:
-            nonlocal errors_before_restart
-            if i == third:
+            nonlocal errors_before_restart, outstanding
+            if i == down_at:
+                assert _wait_for(lambda: ingester.stats.acked == ingester.stats.received == down_at, timeout_s=30)
                 cluster.stop()
-            elif i == 2 * third:
+            elif i == up_at:
                 assert _wait_for(lambda: ingester.stats.write_errors >= 2, timeout_s=30)
                 errors_before_restart = ingester.stats.write_errors
+                outstanding = ingester.stats.received - ingester.stats.acked
                 cluster.start()
 
         try:
@@ -192,6 +199,9 @@ def test_postgres_down_for_a_while_loses_and_doubles_nothing(broker: Mosquitto) 
             pub.loop_stop()
             ingester.stop()
         assert errors_before_restart >= 2  # the database really was gone while messages arrived
+        # Of the 200 published while it was down, the ingester took at most what it can hold and
+        # acked none; the broker kept the others until the writer could store again.
+        assert 0 < outstanding <= held < up_at - down_at
         assert _stored(engine) == sorted(expected)
         engine.dispose()
     finally:

@@ -1,10 +1,16 @@
-"""The ingester against a real Mosquitto: bad input dead-lettered, good traffic flows, no loss."""
+"""The ingester against a real Mosquitto: bad input dead-lettered, good traffic flows, no loss.
+
+Each behaviour a user sees runs over both writers (thread and process). The fake of a failing
+database lives in this process, so its test drives the writer thread; a refusal by the database
+itself is a real trigger, met by either writer."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from datetime import timedelta
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -15,6 +21,7 @@ from ingest.clock import ManualClock
 from ingest.contract import MAX_PAYLOAD_BYTES, Telemetry, encode_telemetry, telemetry_topic
 from ingest.store import BatchResult, DeviceInfo, Inbound, IngestStore
 from ingest.subscriber import Ingester
+from tests.ingest.writers import WRITERS, make_ingester, refuse_reading
 from tests.payloads import bad_payloads
 from tests.services import Mosquitto
 
@@ -35,13 +42,13 @@ def _telemetry(clock: ManualClock, device: str, seq: int) -> bytes:
                                       metrics={"filter_dp_pa": 60.0 + seq, "fan_current_a": 0.8}))
 
 
-@pytest.fixture
-def ingester(engine: Engine, clock: ManualClock, mosquitto: Mosquitto) -> Iterator[tuple[Ingester, IngestStore]]:
-    store = IngestStore(engine, clock=clock)
-    ing = Ingester(store=store, clock=clock, host=mosquitto.host, port=mosquitto.port,
-                   client_id=f"test-ingest-{next(_ids)}")
+@pytest.fixture(params=WRITERS)
+def ingester(request: pytest.FixtureRequest, engine: Engine, clock: ManualClock,
+             mosquitto: Mosquitto) -> Iterator[tuple[Ingester, IngestStore]]:
+    ing = make_ingester(request.param, engine=engine, clock=clock, host=mosquitto.host, port=mosquitto.port,
+                        client_id=f"test-ingest-{next(_ids)}")
     ing.start()
-    yield ing, store
+    yield ing, IngestStore(engine, clock=clock)
     ing.stop()
 
 
@@ -87,11 +94,11 @@ class FlakyStore:
     def __init__(self, inner: IngestStore, failures: int) -> None:
         self.inner, self.failures = inner, failures
 
-    def write_batch(self, batch: list[Inbound]) -> BatchResult:
+    def write_batch(self, batch: Sequence[Inbound], *, now: datetime) -> BatchResult:
         if self.failures > 0:
             self.failures -= 1
             raise ConnectionError("database unavailable")
-        return self.inner.write_batch(batch)
+        return self.inner.write_batch(batch, now=now)
 
 
 def test_database_outage_is_retried_without_loss(engine, clock, mosquitto) -> None:  # type: ignore[no-untyped-def]
@@ -113,10 +120,13 @@ def test_database_outage_is_retried_without_loss(engine, clock, mosquitto) -> No
     assert len(store.recent_readings("ac-outage", limit=1000)) == 50
 
 
-def test_messages_published_while_ingester_is_down_arrive_after_restart(engine, clock, mosquitto) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("writer", WRITERS)
+def test_messages_published_while_ingester_is_down_arrive_after_restart(engine, clock, mosquitto,  # type: ignore[no-untyped-def]
+                                                                        writer) -> None:
     store = IngestStore(engine, clock=clock)
     client_id = f"test-ingest-{next(_ids)}"
-    first = Ingester(store=store, clock=clock, host=mosquitto.host, port=mosquitto.port, client_id=client_id)
+    first = make_ingester(writer, engine=engine, clock=clock, host=mosquitto.host, port=mosquitto.port,
+                          client_id=client_id)
     first.start()
     first.stop()  # persistent session stays on the broker
     # More than Mosquitto's default max_queued_messages (1000), which would silently drop the rest:
@@ -128,7 +138,8 @@ def test_messages_published_while_ingester_is_down_arrive_after_restart(engine, 
         info.wait_for_publish(10)
     pub.disconnect()
     pub.loop_stop()
-    second = Ingester(store=store, clock=clock, host=mosquitto.host, port=mosquitto.port, client_id=client_id)
+    second = make_ingester(writer, engine=engine, clock=clock, host=mosquitto.host, port=mosquitto.port,
+                           client_id=client_id)
     second.start()
     try:
         assert second.wait_idle(timeout_s=60, settle_s=1.0)
@@ -139,40 +150,33 @@ def test_messages_published_while_ingester_is_down_arrive_after_restart(engine, 
         assert sorted(r.seq for r in store.recent_readings(f"ac-offline-{d}", limit=1000)) == list(range(300))
 
 
-class PoisonStore(FlakyStore):
-    """A real store whose database refuses any batch holding one particular payload."""
-
-    def __init__(self, inner: IngestStore, poison: bytes) -> None:
-        super().__init__(inner, failures=0)
-        self.poison = poison
-
-    def write_batch(self, batch: list[Inbound]) -> BatchResult:
-        if any(m.payload == self.poison for m in batch):
-            raise ValueError("value refused by the database")
-        return self.inner.write_batch(batch)
-
-    def ping(self) -> None:
-        self.inner.ping()
-
-    def dead_letter(self, msg: Inbound, **kw: object) -> None:
-        self.inner.dead_letter(msg, **kw)  # type: ignore[arg-type]
-
-
-def test_a_message_the_database_refuses_is_isolated_not_blocking(engine, clock, mosquitto) -> None:  # type: ignore[no-untyped-def]
-    store = IngestStore(engine, clock=clock)
-    poison = _telemetry(clock, "ac-poison", 5)
-    ing = Ingester(store=PoisonStore(store, poison), clock=clock, host=mosquitto.host,  # type: ignore[arg-type]
-                   port=mosquitto.port, client_id=f"test-ingest-{next(_ids)}", batch_wait_s=0.3)
+@pytest.mark.parametrize("writer", WRITERS)
+def test_a_reading_the_database_refuses_is_dead_lettered_by_either_writer(  # type: ignore[no-untyped-def]
+        any_engine, clock, mosquitto, writer, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="ingest.writing")
+    refuse_reading(any_engine, device_id="ac-refused", seq=5)
+    store = IngestStore(any_engine, clock=clock)
+    refused = _telemetry(clock, "ac-refused", 5)
+    ing = make_ingester(writer, engine=any_engine, clock=clock, host=mosquitto.host, port=mosquitto.port,
+                        client_id=f"test-ingest-{next(_ids)}", batch_wait_s=0.3)
     ing.start()
+    writer_pid = ing.writer_pid
     try:
         pub = _publisher(mosquitto)
         for seq in range(12):
-            pub.publish(telemetry_topic("ac-poison"), _telemetry(clock, "ac-poison", seq), qos=1).wait_for_publish(5)
+            pub.publish(telemetry_topic("ac-refused"), _telemetry(clock, "ac-refused", seq), qos=1).wait_for_publish(5)
         assert ing.wait_idle(timeout_s=30, settle_s=1.0)
         pub.disconnect()
         pub.loop_stop()
     finally:
         ing.stop()
-    assert sorted(r.seq for r in store.recent_readings("ac-poison", limit=100)) == [s for s in range(12) if s != 5]
-    [letter] = [d for d in store.dead_letters() if d.topic == telemetry_topic("ac-poison")]
-    assert letter.reason == "store_error" and letter.payload == poison
+    assert sorted(r.seq for r in store.recent_readings("ac-refused", limit=100)) == [s for s in range(12) if s != 5]
+    [letter] = [d for d in store.dead_letters() if d.topic == telemetry_topic("ac-refused")]
+    assert letter.reason == "store_error" and letter.payload == refused
+    assert "reading refused by the database" in letter.detail
+    assert ing.stats.write_errors >= 3 and ing.stats.rejected == 1
+    # The writer's account of it reached this process's logging, from whichever process wrote.
+    failed = [r for r in caplog.records if r.name == "ingest.writing" and "dead-lettering" in r.getMessage()]
+    assert failed and "reading refused by the database" in (failed[0].exc_text or "")
+    if writer == "process":
+        assert failed[0].process == writer_pid != os.getpid()
