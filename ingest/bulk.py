@@ -23,8 +23,8 @@ import numpy as np
 import orjson
 from sqlalchemy import Connection
 
-__all__ = ["Codec", "codec_for", "insert_new_readings", "select_in", "insert_online", "update_online", "upsert_devices",
-           "upsert_history"]
+__all__ = ["Codec", "codec_for", "insert_new_readings", "insert_online", "select_in", "update_online",
+           "upsert_devices", "upsert_history"]
 
 #: Rows per multi-row INSERT ... RETURNING (6 values each: far below SQLite's 32,766 variables).
 _CHUNK = 1000
