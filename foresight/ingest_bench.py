@@ -122,12 +122,14 @@ def _soak(options: BenchOptions, results: dict[str, ScenarioResult], *, log: Cal
     figures = _phase("soak", "paced", kind="foresight", database="sqlite", workers=1, writer="process", cluster=None,
                      options=replace(options, messages=count, rate=rate, seconds=options.soak_seconds + 30))
     samples = figures["rss_samples"]
-    minute = [mb for t, mb in samples if t <= 60] or [samples[0][1]]
-    last = [mb for t, mb in samples if t >= samples[-1][0] - 60] or [samples[-1][1]]
+    minute = [mb for t, mb, _ in samples if t <= 60] or [samples[0][1]]
+    last = [mb for t, mb, _ in samples if t >= samples[-1][0] - 60] or [samples[-1][1]]
     out = {"rate": round(rate, 1), "seconds": options.soak_seconds, "processed": figures["processed"],
            "rss_mb_first_minute_max": round(max(minute), 1), "rss_mb_last_minute_max": round(max(last), 1),
            "p99_ms": _hist_quantile(figures["latency_ms"], 0.99),
-           "rss_mb_samples": [(round(t), round(mb, 1)) for t, mb in samples]}
+           "rss_mb_samples": [(round(t), round(mb, 1)) for t, mb, _ in samples],
+           # The MQTT process alone: what the writer process holds is the difference.
+           "rss_mb_parent_samples": [(round(t), round(parent, 1)) for t, _, parent in samples]}
     log(f"{'soak':>18}: {figures['processed']:,} msgs at {rate:,.0f} msgs/s over {options.soak_seconds:.0f} s, "
         f"RSS max {out['rss_mb_first_minute_max']} MB in the first minute, "
         f"{out['rss_mb_last_minute_max']} MB in the last; p99 {out['p99_ms']} ms")
@@ -384,7 +386,7 @@ def _consume(kind: str, port: int, workdir: str, database_url: str | None, optio
     for two seconds after the first; reports over ``conn``. Memory is this process's plus its
     writer process's.
     """
-    from .ingest_bench_consumers import make_consumer, peak_rss_kb, rss_mb
+    from .ingest_bench_consumers import make_consumer, peak_rss_kb
 
     consumer = make_consumer(kind, port=port, workdir=Path(workdir), database_url=database_url,
                              batch_size=options.batch_size, worker=worker, shared=shared,
@@ -404,7 +406,7 @@ def _consume(kind: str, port: int, workdir: str, database_url: str | None, optio
     while consumer.processed < options.messages and time.time() < deadline:
         time.sleep(0.01)
         if time.time() >= next_sample:
-            samples.append((time.time() - started_at, rss_mb(consumer.helper_pids())))
+            samples.append(_rss_sample(consumer, started_at))
             next_sample += 5.0
         if consumer.processed != seen:
             last_change, seen = time.time(), consumer.processed
@@ -413,9 +415,16 @@ def _consume(kind: str, port: int, workdir: str, database_url: str | None, optio
     conn.send({"processed": consumer.processed, "started_at": started_at,
                "last_at": consumer.last_at or time.time(), "latency_ms": dict(consumer.latency_ms),
                "peak_rss_kb": peak_rss_kb(consumer.helper_pids()),
-               "rss_samples": samples + [(time.time() - started_at, rss_mb(consumer.helper_pids()))]})
+               "rss_samples": [*samples, _rss_sample(consumer, started_at)]})
     conn.close()
     os._exit(0)  # no orderly drain: what is still queued is not part of the measurement
+
+
+def _rss_sample(consumer: Any, started_at: float) -> tuple[float, float, float]:
+    """(seconds in, RSS of the consumer with its writer process, RSS of the consumer alone) in MB."""
+    from .ingest_bench_consumers import rss_mb
+
+    return time.time() - started_at, rss_mb(consumer.helper_pids()), rss_mb()
 
 
 if __name__ == "__main__":
