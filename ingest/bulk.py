@@ -16,19 +16,20 @@ semantics (conflict targets, which columns a late reading may move) are unchange
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import orjson
 from sqlalchemy import Connection
 
+from ingest.window import from_us
+
 __all__ = ["Codec", "codec_for", "insert_new_readings", "insert_online", "select_in", "update_online",
            "upsert_devices", "upsert_history"]
 
 #: Rows per multi-row INSERT ... RETURNING (6 values each: far below SQLite's 32,766 variables).
 _CHUNK = 1000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Codec:
@@ -52,7 +53,7 @@ class Codec:
     def ts_of_us(self, us: np.ndarray) -> list[Any]:
         """``ts`` of many instants given as integer microseconds since the epoch (UTC), at once."""
         if self.postgres:
-            return [_EPOCH + timedelta(microseconds=x) for x in us.tolist()]
+            return [from_us(x) for x in us.tolist()]
         # numpy formats ISO 8601 with a "T"; the stored format has a space there.
         return [text.replace("T", " ") for text in np.datetime_as_string(us.astype("datetime64[us]")).tolist()]
 
