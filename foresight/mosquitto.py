@@ -120,33 +120,61 @@ class Mosquitto:
         broker.start()
         return broker
 
+    @property
+    def log_path(self) -> Path:
+        """Mosquitto's stderr (errors and warnings): a file, so an unread pipe can never fill and stall it."""
+        return self.directory / "mosquitto.log"
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except FileNotFoundError:
+            return ""
+
     def start(self) -> None:
-        self.proc = subprocess.Popen([self.exe, "-c", str(self.directory / "mosquitto.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen([self.exe, "-c", str(self.directory / "mosquitto.conf")],
+                                         stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("mosquitto did not start listening within 10 s")
+                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {self.log_tail()}")
+            if _answers_connect(self.host, self.port):
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"mosquitto did not answer a CONNECT within 10 s: {self.log_tail()}")
 
     def reload(self) -> None:
         """SIGHUP: Mosquitto rereads its password and ACL files (as ``systemctl reload mosquitto``)."""
         assert self.proc is not None and self.proc.poll() is None, "broker not running"
         self.proc.send_signal(signal.SIGHUP)
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        if self.proc is not None and self.proc.stderr:
-            self.proc.stderr.close()
-        self.proc = None
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """SIGTERM, then wait: Mosquitto writes (and fsyncs) its persistence file on the way out.
+
+        The wait is long because a kill would lose what the broker holds in memory only; a slow
+        disk can hold a save for seconds. SIGTERM is sent again every 5 s (repeating it is
+        harmless); a broker still there after ``timeout_s`` is killed and the error says where it
+        was stuck.
+        """
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        deadline = time.monotonic() + timeout_s
+        while True:
+            proc.terminate()
+            try:
+                proc.wait(timeout=min(5.0, max(0.0, deadline - time.monotonic())))
+                return
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    break
+        if proc.poll() is None:
+            where = _where_stuck(proc.pid)
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"mosquitto did not exit within {timeout_s:.0f} s of SIGTERM ({where}); "
+                               f"killed. Its log: {self.log_tail()}") from None
 
     def restart(self) -> None:
         self.stop()
@@ -155,3 +183,40 @@ class Mosquitto:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+#: MQTT 3.1.1 CONNECT: protocol "MQTT" level 4, clean session, keepalive 60 s, empty client id.
+_CONNECT = bytes([0x10, 12, 0, 4]) + b"MQTT" + bytes([4, 0x02, 0, 60, 0, 0])
+_CONNACK = 0x20
+
+
+def _answers_connect(host: str, port: int) -> bool:
+    """True once the broker answers an MQTT CONNECT with a CONNACK (accepted or refused).
+
+    An open port is not enough: Mosquitto opens its listeners, then installs its signal handlers,
+    then sets its run flag, so a SIGTERM in that gap is overwritten and the broker never stops. It
+    answers a CONNECT only from its main loop, after the flag is set.
+    """
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as sock:
+            sock.sendall(_CONNECT)
+            reply = sock.recv(4)
+    except OSError:
+        return False
+    return len(reply) >= 1 and reply[0] == _CONNACK
+
+
+def _where_stuck(pid: int) -> str:
+    """The kernel's view of a process that does not exit: its state and the call it waits in."""
+    parts = []
+    for name in ("wchan", "stack"):
+        try:
+            parts.append(f"{name}: {Path(f'/proc/{pid}/{name}').read_text().strip()}")
+        except OSError:
+            pass
+    try:
+        state = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("State:"))
+        parts.append(state)
+    except (OSError, StopIteration):
+        pass
+    return "; ".join(parts) or "no /proc view"
