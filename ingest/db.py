@@ -27,6 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ingest.vectors import expand
+
 __all__ = [
     "Base",
     "DeadLetterRow",
@@ -35,6 +37,7 @@ __all__ = [
     "DeviceRow",
     "FeatureHistoryRow",
     "FeatureOnlineRow",
+    "FeatureValues",
     "ReadingDailyRow",
     "ReadingRow",
     "UTCDateTime",
@@ -60,6 +63,17 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class FeatureValues(TypeDecorator[dict[str, float]]):
+    """A stored feature vector, read back as ``{feature name: value}`` whichever way it was written
+    (the write path's compact JSON, ``ingest.vectors``, or an object of feature names)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> dict[str, float] | None:
+        return None if value is None else expand(value)
 
 
 class Base(DeclarativeBase):
@@ -147,7 +161,7 @@ class FeatureOnlineRow(Base):
     kind: Mapped[str] = mapped_column(String(32))
     ts: Mapped[datetime]
     n_readings: Mapped[int] = mapped_column(Integer)
-    values: Mapped[dict[str, Any]]
+    values: Mapped[dict[str, float]] = mapped_column(FeatureValues)
     #: The device's latest ``window`` readings in (ts, seq) order and its baseline, packed as
     #: columns (``ingest.window.OnlineState``), so an in-order reading refreshes its features
     #: without reading history back. NULL: not known (the next reading reads the timeline back).
@@ -169,7 +183,7 @@ class FeatureHistoryRow(Base):
     seq: Mapped[int] = mapped_column(BigInteger)
     ts: Mapped[datetime]
     n_readings: Mapped[int] = mapped_column(Integer)
-    values: Mapped[dict[str, Any]]
+    values: Mapped[dict[str, float]] = mapped_column(FeatureValues)
 
 
 class ReadingDailyRow(Base):

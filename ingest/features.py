@@ -7,8 +7,9 @@ profile: ``last``, ``mean``, ``std``, ``slope_per_day`` (least squares over the 
 ``spikes`` (isolated readings that jump away from both neighbours by more than ``spike_jump``).
 A metric absent from the window has no features; models read that as missing.
 
-``features_of_windows`` is the one implementation: it computes many windows at once with numpy (the
-live store passes a whole batch of readings); ``compute_features`` is that function on one window.
+``feature_matrix`` is the one implementation: it computes many windows at once with numpy (the
+live store passes a whole batch of readings and stores the matrix rows, ``ingest.vectors``);
+``features_of_windows`` gives its rows as dicts and ``compute_features`` is that on one window.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from ingest.contract import STATS, ApplianceProfile, feature_name
 
-__all__ = ["FeatureVector", "Reading", "compute_baseline", "compute_features", "features_of_windows"]
+__all__ = ["FeatureVector", "Reading", "compute_baseline", "compute_features", "feature_matrix", "features_of_windows"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +76,24 @@ def compute_features(profile: ApplianceProfile, window: Sequence[Reading],
 
 def features_of_windows(profile: ApplianceProfile, *, days: np.ndarray, values: np.ndarray,
                         baseline: np.ndarray) -> list[dict[str, float]]:
-    """Features of ``R`` windows at once, one dict per window.
+    """Features of ``R`` windows at once, one dict per window (``feature_matrix`` as dicts)."""
+    matrix, has = feature_matrix(profile, days=days, values=values, baseline=baseline)
+    if matrix.shape[0] == 0:
+        return []
+    names = _feature_names(profile)
+    rows = matrix.tolist()
+    complete = has.all(axis=1).tolist()
+    keep = np.repeat(has, len(STATS), axis=1)
+    # Turned into dicts in C (``dict(zip(...))``); only a window missing a metric filters its columns.
+    return [dict(zip(names, row, strict=True)) if full else dict(compress(zip(names, row, strict=True), keep[r]))
+            for r, (row, full) in enumerate(zip(rows, complete, strict=True))]
+
+
+def feature_matrix(profile: ApplianceProfile, *, days: np.ndarray, values: np.ndarray,
+                   baseline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Features of ``R`` windows at once: ``(R, m * len(STATS))`` values, metric-major with ``STATS``
+    within (the order of the profile's feature names), and ``(R, m)`` which metrics each window has
+    (a metric it lacks has no features: its columns are meaningless).
 
     ``days`` ``(R, w)``: each reading's time in days (any origin per window; NaN pads a short
     window), ``values`` ``(R, w, m)``: the profile's metrics in ``profile.metrics`` order, NaN where a
@@ -84,7 +102,7 @@ def features_of_windows(profile: ApplianceProfile, *, days: np.ndarray, values: 
     """
     n_rows, w, m = values.shape
     if n_rows == 0:
-        return []
+        return np.empty((0, m * len(STATS))), np.empty((0, m), bool)
     present = ~np.isnan(values)                                       # (R, w, m)
     cnt = present.sum(axis=1)                                         # (R, m)
     safe = np.maximum(cnt, 1)
@@ -108,15 +126,7 @@ def features_of_windows(profile: ApplianceProfile, *, days: np.ndarray, values: 
     spikes = _spikes(values, present, np.array([spec.spike_jump for spec in profile.metrics], float))
     stats = {"last": last, "mean": mean, "std": std, "slope_per_day": slope, "delta": delta, "stuck": stuck,
              "spikes": spikes}
-    # One (R, metrics x stats) matrix, columns in feature-name order, turned into dicts in C
-    # (``dict(zip(...))``); only a window missing a metric filters its columns.
-    matrix = np.stack([stats[s][:, j] for j in range(m) for s in STATS], axis=1).tolist()
-    names = _feature_names(profile)
-    has = cnt > 0
-    complete = has.all(axis=1).tolist()
-    keep = np.repeat(has, len(STATS), axis=1)
-    return [dict(zip(names, row, strict=True)) if full else dict(compress(zip(names, row, strict=True), keep[r]))
-            for r, (row, full) in enumerate(zip(matrix, complete, strict=True))]
+    return np.stack([stats[s][:, j] for j in range(m) for s in STATS], axis=1), cnt > 0
 
 
 _NAMES: dict[str, tuple[ApplianceProfile, list[str]]] = {}

@@ -8,7 +8,7 @@ known ones).
 In between, the devices are handled in groups, not one by one: a ``_Group`` is devices of one kind
 whose timelines (the stored window's tail followed by the new readings) have the same length, as
 arrays ``(devices, readings, metrics)``. One numpy computation per group gives every new reading's
-window and vector (``features_of_windows``) and every device's new packed state (``pack_many``).
+window and vector (``feature_matrix``, stored as ``ingest.vectors`` JSON) and every device's new packed state (``pack_many``).
 
 In the usual case — a known device whose new readings are newer than its stored window, or a new
 device — the group is built straight from the packed states (``unpack_many``) and the batch's
@@ -34,7 +34,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ingest.bulk import codec_for, insert_online, select_in, update_online, upsert_history
 from ingest.contract import PROFILES, ApplianceProfile, Telemetry
 from ingest.db import ReadingRow
-from ingest.features import Reading, features_of_windows
+from ingest.features import Reading, feature_matrix
+from ingest.vectors import encode_rows
 from ingest.window import OnlineState, Window, pack_many, state_header, to_us, unpack_many
 
 __all__ = ["refresh_features"]
@@ -68,8 +69,8 @@ class _Group:
     firsts: np.ndarray | None
 
 
-#: ``(device_id, seq, ts as integer microseconds, n_readings, vector)``
-_HistoryRow = tuple[str, int, int, int, dict[str, float]]
+#: ``(device_id, seq, ts as integer microseconds, n_readings, vector as stored JSON)``
+_HistoryRow = tuple[str, int, int, int, str]
 
 
 def upsert(conn: Connection, table: Any) -> Any:
@@ -116,7 +117,7 @@ def refresh_features(conn: Connection, inserted: Sequence[Telemetry], *, now: da
     codec = codec_for(conn)
     # Encoded once for all rows: the online row repeats its device's newest history row.
     ts_text = codec.ts_of_us(np.fromiter((row[2] for row in history), np.int64, len(history)))
-    values_json = [codec.json(row[4]) for row in history]
+    values_json = [row[4] for row in history]
     updated_at = codec.ts(now)
     upsert_history(conn, [(d, seq, ts, n, values) for (d, seq, _, n, _), ts, values
                           in zip(history, ts_text, values_json, strict=True)])
@@ -320,8 +321,9 @@ def _history_rows(group: _Group, profile: ApplianceProfile) -> list[_HistoryRow]
         for i, j in zip(*np.nonzero((position > w) & (position <= b)), strict=True):
             base[i, j] = baseline_of(group.firsts[i, :position[i, j]])
     r = len(rows)
-    vectors = features_of_windows(profile, days=days.reshape(g * r, w), values=values[:, window].reshape(g * r, w, m),
-                                  baseline=base.reshape(g * r, m))
+    matrix, has = feature_matrix(profile, days=days.reshape(g * r, w), values=values[:, window].reshape(g * r, w, m),
+                                 baseline=base.reshape(g * r, m))
+    vectors = encode_rows(profile, matrix, has)
     ids = np.repeat(np.arange(g), r).tolist()
     seqs, stamps = group.seq[:, group.start:].ravel().tolist(), group.ts_us[:, group.start:].ravel().tolist()
     return [(group.device_ids[i], seq, ts, n_readings, vector) for i, seq, ts, n_readings, vector
