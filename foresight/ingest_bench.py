@@ -413,7 +413,7 @@ def _consume(kind: str, port: int, workdir: str, database_url: str | None, optio
         elif shared and seen and time.time() - last_change > 2.0:
             break
     conn.send({"processed": consumer.processed, "started_at": started_at,
-               "last_at": consumer.last_at or time.time(), "latency_ms": dict(consumer.latency_ms),
+               "last_at": consumer.last_at or time.time(), "latency_ms": consumer.latency_ms.counts(),
                "peak_rss_kb": peak_rss_kb(consumer.helper_pids()),
                "rss_samples": [*samples, _rss_sample(consumer, started_at)]})
     conn.close()

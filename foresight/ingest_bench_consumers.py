@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import resource
-from collections import Counter
 from collections.abc import Sequence
 import threading
 import time
@@ -27,14 +26,42 @@ from typing import Any, Protocol
 from sqlalchemy import JSON, DateTime, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Consumer", "make_consumer", "peak_rss_kb", "rss_mb"]
+__all__ = ["Consumer", "LatencyHistogram", "make_consumer", "peak_rss_kb", "rss_mb"]
+
+
+class LatencyHistogram:
+    """Publish-to-commit latencies in whole milliseconds, in bins allocated once.
+
+    A ``Counter`` of milliseconds grows by a key for every new value, so over a soak the
+    measurement itself would creep in the very process whose memory is measured; these bins
+    (0 ms to ``MAX_MS``, the last one "at least that") never grow.
+    """
+
+    MAX_MS = 120_000
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self._bins = np.zeros(self.MAX_MS + 1, np.int64)
+
+    def add(self, lags_s: Sequence[float]) -> None:
+        import numpy as np
+
+        if lags_s:
+            np.add.at(self._bins, np.clip((np.asarray(lags_s) * 1000).astype(np.int64), 0, self.MAX_MS), 1)
+
+    def counts(self) -> dict[int, int]:
+        """``{milliseconds: messages}`` of the bins that have any."""
+        import numpy as np
+
+        (nonzero,) = np.nonzero(self._bins)
+        return dict(zip(nonzero.tolist(), self._bins[nonzero].tolist(), strict=True))
 
 
 class Consumer(Protocol):
     processed: int
     last_at: float | None
-    #: Publish-to-commit latency histogram in whole milliseconds (bounded memory over a soak).
-    latency_ms: Counter[int]
+    latency_ms: LatencyHistogram
 
     def prepare(self) -> None:
         """Get ready to connect (start a writer process), before the measured time."""
@@ -106,7 +133,7 @@ class _PahoConsumer:
         self.port = port
         self.processed = 0
         self.last_at: float | None = None
-        self.latency_ms: Counter[int] = Counter()
+        self.latency_ms = LatencyHistogram()
         self._client: Any = None
 
     def connect(self) -> None:
@@ -173,7 +200,7 @@ class _NaiveConsumer(_PahoConsumer):
                                         metrics=body["metrics"]))
         self._session.commit()
         now = time.time()
-        self.latency_ms[int((now - ts.timestamp()) * 1000)] += 1
+        self.latency_ms.add((now - ts.timestamp(),))
         self.processed += 1
         self.last_at = now
 
@@ -189,7 +216,7 @@ class _ForesightConsumer:
 
         self.processed = 0
         self.last_at: float | None = None
-        self.latency_ms: Counter[int] = Counter()
+        self.latency_ms = LatencyHistogram()
         self._engine = make_engine(database_url)
         create_schema(self._engine)
         self._clock = SystemClock()
@@ -199,7 +226,7 @@ class _ForesightConsumer:
         self._ingester: Any = None
 
     def _on_batch(self, result: Any) -> None:
-        self.latency_ms.update(int(lag * 1000) for lag in result.lags_s)
+        self.latency_ms.add(result.lags_s)
         self.processed += result.accepted + result.duplicates + result.rejected
         self.last_at = time.time()
 
