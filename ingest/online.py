@@ -8,7 +8,8 @@ known ones).
 In between, the devices are handled in groups, not one by one: a ``_Group`` is devices of one kind
 whose timelines (the stored window's tail followed by the new readings) have the same length, as
 arrays ``(devices, readings, metrics)``. One numpy computation per group gives every new reading's
-window and vector (``feature_matrix``, stored as ``ingest.vectors`` JSON) and every device's new packed state (``pack_many``).
+window and vector (``feature_matrix``, stored as ``ingest.vectors`` JSON) and every device's new
+packed state (``pack_many``).
 
 In the usual case — a known device whose new readings are newer than its stored window, or a new
 device — the group is built straight from the packed states (``unpack_many``) and the batch's

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -19,10 +20,12 @@ from ingest.features import feature_matrix, features_of_windows
 from ingest.vectors import encode_rows, expand
 
 AC = get_profile("air_conditioner")
+#: (kind, days, values, baseline) as ``feature_matrix`` takes them
+Case = tuple[str, np.ndarray, np.ndarray, np.ndarray]
 
 
 @st.composite
-def windows(draw: st.DrawFn) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+def windows(draw: st.DrawFn) -> Case:
     """A batch of windows of one kind, with metrics missing here and there (NaN) and whole metrics absent."""
     kind = draw(st.sampled_from(sorted(PROFILES)))
     profile = PROFILES[kind]
@@ -38,7 +41,7 @@ def windows(draw: st.DrawFn) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
 
 @settings(max_examples=150, deadline=None)
 @given(windows())
-def test_compact_rows_expand_to_the_dicts_of_features_of_windows(case: tuple[str, np.ndarray, np.ndarray, np.ndarray]) -> None:
+def test_compact_rows_expand_to_the_dicts_of_features_of_windows(case: Case) -> None:
     kind, days, values, baseline = case
     profile = PROFILES[kind]
     matrix, has = feature_matrix(profile, days=days, values=values, baseline=baseline)
@@ -75,7 +78,7 @@ def test_a_compact_row_whose_values_do_not_match_its_names_is_an_error() -> None
         expand({"s": list(STATS), "m": ["filter_dp_pa"], "v": [1.0, 2.0]})
 
 
-def test_the_orm_reads_either_form_as_feature_names(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_orm_reads_either_form_as_feature_names(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'v.db'}")
     create_schema(engine)
     ts = datetime(2026, 3, 1, tzinfo=UTC)
@@ -85,7 +88,8 @@ def test_the_orm_reads_either_form_as_feature_names(tmp_path) -> None:  # type: 
             {"device_id": "ac-1", "seq": 1, "ts": ts, "n_readings": 1, "values": {"filter_dp_pa__last": 60.0}},
             {"device_id": "ac-1", "seq": 2, "ts": ts, "n_readings": 2, "values": compact}])
     with engine.connect() as conn:
-        got = conn.execute(select(FeatureHistoryRow.seq, FeatureHistoryRow.values).order_by(FeatureHistoryRow.seq)).all()
+        got = conn.execute(select(FeatureHistoryRow.seq, FeatureHistoryRow.values)
+                           .order_by(FeatureHistoryRow.seq)).all()
     assert [tuple(r) for r in got] == [(1, {"filter_dp_pa__last": 60.0}),
                                        (2, {"filter_dp_pa__last": 61.0, "fan_current_a__last": 0.8})]
 
