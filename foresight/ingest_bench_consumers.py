@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 from sqlalchemy import JSON, DateTime, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -40,20 +41,14 @@ class LatencyHistogram:
     MAX_MS = 120_000
 
     def __init__(self) -> None:
-        import numpy as np
-
         self._bins = np.zeros(self.MAX_MS + 1, np.int64)
 
     def add(self, lags_s: Sequence[float]) -> None:
-        import numpy as np
-
         if lags_s:
             np.add.at(self._bins, np.clip((np.asarray(lags_s) * 1000).astype(np.int64), 0, self.MAX_MS), 1)
 
     def counts(self) -> dict[int, int]:
         """``{milliseconds: messages}`` of the bins that have any."""
-        import numpy as np
-
         (nonzero,) = np.nonzero(self._bins)
         return dict(zip(nonzero.tolist(), self._bins[nonzero].tolist(), strict=True))
 

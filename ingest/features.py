@@ -78,8 +78,6 @@ def features_of_windows(profile: ApplianceProfile, *, days: np.ndarray, values: 
                         baseline: np.ndarray) -> list[dict[str, float]]:
     """Features of ``R`` windows at once, one dict per window (``feature_matrix`` as dicts)."""
     matrix, has = feature_matrix(profile, days=days, values=values, baseline=baseline)
-    if matrix.shape[0] == 0:
-        return []
     names = _feature_names(profile)
     rows = matrix.tolist()
     complete = has.all(axis=1).tolist()

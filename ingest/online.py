@@ -118,13 +118,12 @@ def refresh_features(conn: Connection, inserted: Sequence[Telemetry], *, now: da
     codec = codec_for(conn)
     # Encoded once for all rows: the online row repeats its device's newest history row.
     ts_text = codec.ts_of_us(np.fromiter((row[2] for row in history), np.int64, len(history)))
-    values_json = [row[4] for row in history]
     updated_at = codec.ts(now)
-    upsert_history(conn, [(d, seq, ts, n, values) for (d, seq, _, n, _), ts, values
-                          in zip(history, ts_text, values_json, strict=True)])
-    insert_online(conn, [(d, kind, ts_text[i], n, values_json[i], updated_at, state)
+    upsert_history(conn, [(d, seq, ts, n, values) for (d, seq, _, n, values), ts
+                          in zip(history, ts_text, strict=True)])
+    insert_online(conn, [(d, kind, ts_text[i], n, history[i][4], updated_at, state)
                          for d, known, kind, n, i, state in online if not known])
-    update_online(conn, [(ts_text[i], n, values_json[i], updated_at, state, d)
+    update_online(conn, [(ts_text[i], n, history[i][4], updated_at, state, d)
                          for d, known, kind, n, i, state in online if known])
 
 

@@ -32,8 +32,6 @@ _PREFIXES: dict[str, tuple[ApplianceProfile, str]] = {}
 def encode_rows(profile: ApplianceProfile, matrix: np.ndarray, has: np.ndarray) -> list[str]:
     """The stored JSON of each row of ``matrix`` ``(R, m * len(STATS))`` (metric-major, ``STATS``
     within), keeping only the metrics ``has`` ``(R, m)`` marks present in that row's window."""
-    if matrix.shape[0] == 0:
-        return []
     prefix = _prefix(profile)
     complete = has.all(axis=1).tolist()
     rows = matrix.tolist()
