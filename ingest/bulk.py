@@ -28,8 +28,12 @@ from ingest.window import from_us
 __all__ = ["Codec", "codec_for", "insert_new_readings", "insert_online", "select_in", "update_online",
            "upsert_devices", "upsert_history"]
 
-#: Rows per multi-row INSERT ... RETURNING (6 values each: far below SQLite's 32,766 variables).
-_CHUNK = 1000
+#: Rows per multi-row INSERT ... RETURNING and ids per IN list. Every distinct SQL text is a
+#: statement the driver prepares and keeps (Python's sqlite3 caches 128 per connection, about 0.5 kB
+#: per row of a multi-row VALUES; psycopg prepares a text run five times), so the text must not
+#: follow the batch size: statements take ``_CHUNK`` rows, the last one padded to a power of two
+#: (``_chunks``), which gives eight texts per statement however the batches vary.
+_CHUNK = 128
 
 
 class Codec:
@@ -75,11 +79,26 @@ def _sql(codec: Codec, text: str) -> str:
     return text.replace("?j", codec.json_param).replace("?", codec.placeholder)
 
 
+def _chunks(rows: Sequence[Any]) -> list[list[Any]]:
+    """``rows`` in chunks of ``_CHUNK``, the last one padded to a power of two with copies of its
+    last row (a statement's text then depends on the chunk's padded length only)."""
+    out = []
+    for at in range(0, len(rows), _CHUNK):
+        chunk = list(rows[at:at + _CHUNK])
+        chunk += [chunk[-1]] * ((1 << (len(chunk) - 1).bit_length()) - len(chunk))
+        out.append(chunk)
+    return out
+
+
 def select_in(conn: Connection, sql: str, ids: Sequence[str]) -> list[Any]:
-    """The rows of ``sql``, each ``IN ?*`` in it standing for the list ``ids`` (one placeholder each:
-    no expanding-IN compilation per batch)."""
-    marks = "IN (" + ",".join([codec_for(conn).placeholder] * len(ids)) + ")"
-    return conn.exec_driver_sql(sql.replace("IN ?*", marks), tuple(ids) * sql.count("IN ?*")).all()
+    """The rows of ``sql``, each ``IN ?*`` in it standing for the list ``ids`` (distinct; one
+    placeholder each, no expanding-IN compilation per batch). Run a chunk of ids at a time
+    (``_chunks``: a repeated id in an IN list matches nothing twice)."""
+    found: list[Any] = []
+    for chunk in _chunks(ids):
+        marks = "IN (" + ",".join([codec_for(conn).placeholder] * len(chunk)) + ")"
+        found += conn.exec_driver_sql(sql.replace("IN ?*", marks), tuple(chunk) * sql.count("IN ?*")).all()
+    return found
 
 
 def insert_new_readings(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> set[tuple[str, int]]:
@@ -87,8 +106,8 @@ def insert_new_readings(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> se
     ``codec_for``); returns the keys really inserted (a ``(device_id, seq)`` already stored is left)."""
     codec = codec_for(conn)
     stored: set[tuple[str, int]] = set()
-    for at in range(0, len(rows), _CHUNK):
-        chunk = rows[at:at + _CHUNK]
+    # A padding copy of a row conflicts with the row itself: it inserts and returns nothing.
+    for chunk in _chunks(rows):
         values = ",".join([_sql(codec, "(?,?,?,?,?j,?)")] * len(chunk))
         sql = (f"INSERT INTO readings (device_id, seq, ts, kind, metrics, received_at) VALUES {values} "
                "ON CONFLICT (device_id, seq) DO NOTHING RETURNING device_id, seq")

@@ -1,0 +1,85 @@
+"""The write path's driver-level statements: chunked, padded, so their texts do not follow the batch size."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import Engine, event, func, select
+
+from ingest.bulk import _CHUNK, _chunks
+from ingest.clock import ManualClock
+from ingest.contract import Telemetry, encode_telemetry, telemetry_topic
+from ingest.db import FeatureHistoryRow, ReadingRow
+from ingest.store import Inbound, IngestStore
+
+
+@pytest.fixture
+def engine(any_engine: Engine) -> Engine:
+    return any_engine
+
+
+def _reading(clock: ManualClock, device: int, seq: int) -> Inbound:
+    t = Telemetry(device_id=f"rc-{device}", kind="rice_cooker", model="M", firmware="1.0", seq=seq,
+                  ts=clock.now() - timedelta(hours=100 - seq), metrics={"time_to_boil_s": 700.0 + seq})
+    return Inbound(telemetry_topic(t.device_id), encode_telemetry(t), clock.now())
+
+
+@given(st.lists(st.integers(), max_size=3 * _CHUNK + 5))
+def test_chunks_cover_the_rows_in_order_and_pad_only_the_last_to_a_power_of_two(rows: list[int]) -> None:
+    chunks = _chunks(rows)
+    sizes = [min(_CHUNK, len(rows) - at) for at in range(0, len(rows), _CHUNK)]
+    assert [c[:n] for c, n in zip(chunks, sizes, strict=True)] == [rows[at:at + _CHUNK] for at in range(0, len(rows), _CHUNK)]
+    for chunk, n in zip(chunks, sizes, strict=True):
+        assert len(chunk) & (len(chunk) - 1) == 0 and n <= len(chunk) < 2 * n  # a power of two, under twice the rows
+        assert chunk[n:] == [chunk[n - 1]] * (len(chunk) - n)
+    assert all(len(c) == _CHUNK for c in chunks[:-1])
+
+
+@pytest.fixture
+def statements(engine: Engine) -> Iterator[set[str]]:
+    """The SQL texts the engine runs while the test does."""
+    seen: set[str] = set()
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        seen.add(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(engine, "before_cursor_execute", record)
+
+
+def test_statement_texts_do_not_follow_the_batch_size(engine: Engine, clock: ManualClock,
+                                                      statements: set[str]) -> None:
+    """Batches of 1 to 300 readings run at most eight texts of each IN-list and multi-row statement
+    (a text per batch size would fill the driver's statement cache and the writer's memory)."""
+    store = IngestStore(engine, clock=clock)
+    seq = 0
+    for size in range(1, 301, 3):
+        store.write_batch([_reading(clock, device, seq) for device in range(size)])
+        seq += 1
+    def texts(fragment: str) -> int:
+        return sum(fragment in s for s in statements)
+    assert 1 < texts("INSERT INTO readings") <= 8
+    assert 1 < texts("FROM devices WHERE device_id IN") <= 8
+    assert 1 < texts("FROM features_online WHERE device_id IN") <= 8
+
+
+def test_a_batch_over_many_chunks_stores_each_reading_once(engine: Engine, clock: ManualClock) -> None:
+    """Duplicates on either side of a chunk boundary and in the padding are duplicates, not doubles."""
+    store = IngestStore(engine, clock=clock)
+    first = [_reading(clock, device, 1) for device in range(2 * _CHUNK + 3)]
+    assert store.write_batch(first).accepted == len(first)
+    # Every other old reading again, new readings between them, one new reading twice at the end.
+    again = [m for device in range(2 * _CHUNK + 3) for m in
+             ([first[device]] if device % 2 else [_reading(clock, device, 2)])] + [_reading(clock, 0, 3)] * 2
+    result = store.write_batch(again)
+    n_new = len(range(0, 2 * _CHUNK + 3, 2)) + 1
+    assert (result.accepted, result.duplicates) == (n_new, len(again) - n_new)
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(ReadingRow)) == len(first) + n_new
+        assert conn.scalar(select(func.count()).select_from(FeatureHistoryRow)) == len(first) + n_new
+    assert [v.n_readings for v in store.latest_features(["rc-0", "rc-1", "rc-2"])] == [3, 1, 2]
