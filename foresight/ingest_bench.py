@@ -122,14 +122,16 @@ def _soak(options: BenchOptions, results: dict[str, ScenarioResult], *, log: Cal
     figures = _phase("soak", "paced", kind="foresight", database="sqlite", workers=1, writer="process", cluster=None,
                      options=replace(options, messages=count, rate=rate, seconds=options.soak_seconds + 30))
     samples = figures["rss_samples"]
-    minute = [mb for t, mb, _ in samples if t <= 60] or [samples[0][1]]
-    last = [mb for t, mb, _ in samples if t >= samples[-1][0] - 60] or [samples[-1][1]]
+    minute = [mb for t, mb, _, _ in samples if t <= 60] or [samples[0][1]]
+    last = [mb for t, mb, _, _ in samples if t >= samples[-1][0] - 60] or [samples[-1][1]]
     out = {"rate": round(rate, 1), "seconds": options.soak_seconds, "processed": figures["processed"],
            "rss_mb_first_minute_max": round(max(minute), 1), "rss_mb_last_minute_max": round(max(last), 1),
            "p99_ms": _hist_quantile(figures["latency_ms"], 0.99),
-           "rss_mb_samples": [(round(t), round(mb, 1)) for t, mb, _ in samples],
+           "rss_mb_samples": [(round(t), round(mb, 1)) for t, mb, _, _ in samples],
            # The MQTT process alone: what the writer process holds is the difference.
-           "rss_mb_parent_samples": [(round(t), round(parent, 1)) for t, _, parent in samples]}
+           "rss_mb_parent_samples": [(round(t), round(parent, 1)) for t, _, parent, _ in samples],
+           # The most messages the consumer held at once (received, not yet acked) in each interval.
+           "held_max_samples": [(round(t), held) for t, _, _, held in samples]}
     log(f"{'soak':>18}: {figures['processed']:,} msgs at {rate:,.0f} msgs/s over {options.soak_seconds:.0f} s, "
         f"RSS max {out['rss_mb_first_minute_max']} MB in the first minute, "
         f"{out['rss_mb_last_minute_max']} MB in the last; p99 {out['p99_ms']} ms")
@@ -403,11 +405,13 @@ def _consume(kind: str, port: int, workdir: str, database_url: str | None, optio
     deadline = started_at + options.seconds
     last_change, seen = time.time(), 0
     samples, next_sample = [], started_at
+    held = 0  # the most messages the consumer held at once since the last sample
     while consumer.processed < options.messages and time.time() < deadline:
         time.sleep(0.01)
+        held = max(held, consumer.outstanding())
         if time.time() >= next_sample:
-            samples.append(_rss_sample(consumer, started_at))
-            next_sample += 5.0
+            samples.append((*_rss_sample(consumer, started_at), held))
+            next_sample, held = next_sample + 5.0, 0
         if consumer.processed != seen:
             last_change, seen = time.time(), consumer.processed
         elif shared and seen and time.time() - last_change > 2.0:
@@ -415,7 +419,7 @@ def _consume(kind: str, port: int, workdir: str, database_url: str | None, optio
     conn.send({"processed": consumer.processed, "started_at": started_at,
                "last_at": consumer.last_at or time.time(), "latency_ms": consumer.latency_ms.counts(),
                "peak_rss_kb": peak_rss_kb(consumer.helper_pids()),
-               "rss_samples": [*samples, _rss_sample(consumer, started_at)]})
+               "rss_samples": [*samples, (*_rss_sample(consumer, started_at), held)]})
     conn.close()
     os._exit(0)  # no orderly drain: what is still queued is not part of the measurement
 

@@ -70,6 +70,10 @@ class Consumer(Protocol):
         """Processes of the consumer's besides this one (the writer process), for its memory."""
         ...
 
+    def outstanding(self) -> int:
+        """Messages received and not yet settled: what the consumer holds in memory now."""
+        ...
+
 
 def make_consumer(kind: str, *, port: int, workdir: Path, database_url: str | None, batch_size: int,
                   worker: int = 0, shared: bool = False, writer: str = "process") -> Consumer:
@@ -166,6 +170,9 @@ class _PahoConsumer:
     def helper_pids(self) -> list[int]:
         return []
 
+    def outstanding(self) -> int:
+        return 0  # handled in the callback, one at a time
+
     def handle(self, payload: bytes) -> None:
         raise NotImplementedError
 
@@ -251,3 +258,10 @@ class _ForesightConsumer:
     def helper_pids(self) -> list[int]:
         pid = self._ingester.writer_pid if self._ingester is not None else None
         return [] if pid is None else [pid]
+
+    def outstanding(self) -> int:
+        """Queued, in a batch being written, or written and not yet acked."""
+        if self._ingester is None:
+            return 0
+        stats = self._ingester.stats
+        return stats.received - stats.acked

@@ -93,11 +93,24 @@ def _chunks(rows: Sequence[Any]) -> list[list[Any]]:
 def select_in(conn: Connection, sql: str, ids: Sequence[str]) -> list[Any]:
     """The rows of ``sql``, each ``IN ?*`` in it standing for the list ``ids`` (distinct; one
     placeholder each, no expanding-IN compilation per batch). Run a chunk of ids at a time
-    (``_chunks``: a repeated id in an IN list matches nothing twice)."""
+    (``_chunks``: a repeated id in an IN list matches nothing twice).
+
+    On PostgreSQL never as a prepared statement: psycopg prepares a text run five times, and the
+    server may then keep a generic plan, made while the table was small, that scans it comparing
+    each row with every parameter (with the values in the plan, ``IN`` is a hash lookup or an
+    index scan). A batch on a 10,000-device table spent 60 ms in this query instead of 3.
+    """
+    codec = codec_for(conn)
     found: list[Any] = []
     for chunk in _chunks(ids):
-        marks = "IN (" + ",".join([codec_for(conn).placeholder] * len(chunk)) + ")"
-        found += conn.exec_driver_sql(sql.replace("IN ?*", marks), tuple(chunk) * sql.count("IN ?*")).all()
+        text = sql.replace("IN ?*", "IN (" + ",".join([codec.placeholder] * len(chunk)) + ")")
+        params = tuple(chunk) * sql.count("IN ?*")
+        if codec.postgres:
+            cursor = conn.connection.driver_connection.cursor()  # in this connection's transaction
+            cursor.execute(text, params, prepare=False)
+            found += cursor.fetchall()
+        else:
+            found += conn.exec_driver_sql(text, params).all()
     return found
 
 
