@@ -7,7 +7,8 @@ batch. Here the statements are fixed SQL text run with ``exec_driver_sql`` insid
 transaction; JSON is encoded by orjson and SQLite timestamps are formatted by ``isoformat``, to the
 very format SQLAlchemy stores (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC), so readers, retention and the
 migrations see the same rows as before. PostgreSQL gets aware datetimes (``timestamptz``) and JSON
-text cast to ``json``, as SQLAlchemy sent them.
+text cast to ``json``, as SQLAlchemy sent them, a batch's rows as one array per column
+(``_unnest``): one statement per batch, not a protocol round and an executor start per row.
 
 The statements are the ones ``ingest.store`` and ``ingest.online`` used to build with Core; their
 semantics (conflict targets, which columns a late reading may move) are unchanged.
@@ -28,11 +29,11 @@ from ingest.window import from_us
 __all__ = ["Codec", "codec_for", "insert_new_readings", "insert_online", "select_in", "update_online",
            "upsert_devices", "upsert_history"]
 
-#: Rows per multi-row INSERT ... RETURNING and ids per IN list. Every distinct SQL text is a
-#: statement the driver prepares and keeps (Python's sqlite3 caches 128 per connection, about 0.5 kB
-#: per row of a multi-row VALUES; psycopg prepares a text run five times), so the text must not
-#: follow the batch size: statements take ``_CHUNK`` rows, the last one padded to a power of two
-#: (``_chunks``), which gives eight texts per statement however the batches vary.
+#: Rows per multi-row INSERT ... RETURNING (SQLite) and ids per IN list. Every distinct SQL text is
+#: a statement the driver prepares and keeps (Python's sqlite3 caches 128 per connection, about
+#: 0.5 kB per row of a multi-row VALUES), so the text must not follow the batch size: statements
+#: take ``_CHUNK`` rows, the last one padded to a power of two (``_chunks``), which gives eight
+#: texts per statement however the batches vary.
 _CHUNK = 128
 
 
@@ -114,18 +115,53 @@ def select_in(conn: Connection, sql: str, ids: Sequence[str]) -> list[Any]:
     return found
 
 
+def _unnest(types: Sequence[str]) -> str:
+    """PostgreSQL's row source for a whole batch: ``unnest`` of one array parameter per column
+    (``types``: the columns' types, ``json`` sent as text and cast), columns named ``c0``, ``c1``..."""
+    names = [f"c{i}" for i in range(len(types))]
+    columns = ", ".join(f"CAST({n} AS JSON)" if t == "json" else n for n, t in zip(names, types, strict=True))
+    # Binary (%b): the text format would quote and escape every element, JSON's quotes included.
+    arrays = ", ".join(f"%b::{'text' if t == 'json' else t}[]" for t in types)
+    return f"SELECT {columns} FROM unnest({arrays}) AS u({', '.join(names)})"
+
+
+def _columns(rows: Sequence[tuple[Any, ...]]) -> tuple[list[Any], ...]:
+    """``rows`` transposed, a list per column: the array parameters of ``_unnest``."""
+    return tuple(list(column) for column in zip(*rows, strict=True))
+
+
+def _write_rows(conn: Connection, template: str, types: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """Run ``template`` with ``{rows}`` standing for the rows: on SQLite ``VALUES (?, ...)`` once
+    per row (an executemany), on PostgreSQL one statement over ``_unnest`` (one message for the
+    batch instead of one protocol round and one executor start per row, and a fixed text)."""
+    codec = codec_for(conn)
+    if codec.postgres:
+        conn.exec_driver_sql(template.replace("{rows}", _unnest(types)), _columns(rows))
+    else:
+        values = "VALUES (" + ",".join("?j" if t == "json" else "?" for t in types) + ")"
+        conn.exec_driver_sql(_sql(codec, template.replace("{rows}", values)), list(rows))
+
+
+_READING_TYPES = ("text", "bigint", "timestamptz", "text", "json", "timestamptz")
+_READINGS = ("INSERT INTO readings (device_id, seq, ts, kind, metrics, received_at) {rows} "
+             "ON CONFLICT (device_id, seq) DO NOTHING RETURNING device_id, seq")
+
+
 def insert_new_readings(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> set[tuple[str, int]]:
     """Insert ``(device_id, seq, ts, kind, metrics_json, received_at)`` rows (encoded with
-    ``codec_for``); returns the keys really inserted (a ``(device_id, seq)`` already stored is left)."""
+    ``codec_for``; ``(device_id, seq)`` distinct); returns the keys really inserted (a
+    ``(device_id, seq)`` already stored is left). SQLite has no arrays and its executemany returns
+    no rows: multi-row ``VALUES`` in ``_chunks`` there."""
     codec = codec_for(conn)
+    if codec.postgres:
+        found = conn.exec_driver_sql(_READINGS.replace("{rows}", _unnest(_READING_TYPES)), _columns(rows)).all()
+        return {(d, s) for d, s in found}
     stored: set[tuple[str, int]] = set()
     # A padding copy of a row conflicts with the row itself: it inserts and returns nothing.
     for chunk in _chunks(rows):
-        values = ",".join([_sql(codec, "(?,?,?,?,?j,?)")] * len(chunk))
-        sql = (f"INSERT INTO readings (device_id, seq, ts, kind, metrics, received_at) VALUES {values} "
-               "ON CONFLICT (device_id, seq) DO NOTHING RETURNING device_id, seq")
+        values = "VALUES " + ",".join([_sql(codec, "(?,?,?,?,?j,?)")] * len(chunk))
         flat = tuple(v for row in chunk for v in row)
-        stored.update((d, s) for d, s in conn.exec_driver_sql(sql, flat).all())
+        stored.update((d, s) for d, s in conn.exec_driver_sql(_READINGS.replace("{rows}", values), flat).all())
     return stored
 
 
@@ -134,7 +170,7 @@ def insert_new_readings(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> se
 _NEWER = "(devices.last_seen IS NULL OR excluded.last_seen >= devices.last_seen)"
 _DEVICES = (
     "INSERT INTO devices (device_id, kind, model, firmware, status, first_seen, last_seen, last_seq) "
-    "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (device_id) DO UPDATE SET "
+    "{rows} ON CONFLICT (device_id) DO UPDATE SET "
     "first_seen = CASE WHEN devices.first_seen IS NULL OR excluded.first_seen < devices.first_seen "
     "THEN excluded.first_seen ELSE devices.first_seen END, "
     + ", ".join(f"{c} = CASE WHEN {_NEWER} THEN excluded.{c} ELSE devices.{c} END"
@@ -142,21 +178,24 @@ _DEVICES = (
 
 
 def upsert_devices(conn: Connection, rows: Iterable[tuple[Any, ...]]) -> None:
-    """Create or move ``(device_id, kind, model, firmware, status, first_seen, last_seen, last_seq)``."""
+    """Create or move ``(device_id, kind, model, firmware, status, first_seen, last_seen, last_seq)``
+    (a device once: a PostgreSQL upsert cannot touch a row twice in one statement)."""
     rows = list(rows)
     if rows:
-        conn.exec_driver_sql(_sql(codec_for(conn), _DEVICES), rows)
+        _write_rows(conn, _DEVICES, ("text", "text", "text", "text", "text", "timestamptz", "timestamptz", "bigint"),
+                    rows)
 
 
-_HISTORY = ('INSERT INTO features_history (device_id, seq, ts, n_readings, "values") VALUES (?,?,?,?,?j) '
+_HISTORY = ('INSERT INTO features_history (device_id, seq, ts, n_readings, "values") {rows} '
             'ON CONFLICT (device_id, seq) DO UPDATE SET "values" = excluded."values", '
             "n_readings = excluded.n_readings")
 
 
 def upsert_history(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Write ``(device_id, seq, ts, n_readings, values_json)`` history rows; a recomputed one replaces."""
+    """Write ``(device_id, seq, ts, n_readings, values_json)`` history rows (``(device_id, seq)``
+    distinct); a recomputed one replaces."""
     if rows:
-        conn.exec_driver_sql(_sql(codec_for(conn), _HISTORY), list(rows))
+        _write_rows(conn, _HISTORY, ("text", "bigint", "timestamptz", "integer", "json"), rows)
 
 
 def insert_online(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -166,12 +205,23 @@ def insert_online(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     by then seeing (and locking) this row instead of overwriting it.
     """
     if rows:
-        conn.exec_driver_sql(_sql(codec_for(conn), 'INSERT INTO features_online (device_id, kind, ts, n_readings, '
-                                                   '"values", updated_at, state) VALUES (?,?,?,?,?j,?,?)'), list(rows))
+        _write_rows(conn, 'INSERT INTO features_online (device_id, kind, ts, n_readings, "values", updated_at, state) '
+                          "{rows}", ("text", "text", "timestamptz", "integer", "json", "timestamptz", "bytea"), rows)
+
+
+_ONLINE_TYPES = ("timestamptz", "integer", "json", "timestamptz", "bytea", "text")
 
 
 def update_online(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Update ``(ts, n_readings, values_json, updated_at, state, device_id)`` of known devices."""
-    if rows:
-        conn.exec_driver_sql(_sql(codec_for(conn), 'UPDATE features_online SET ts = ?, n_readings = ?, "values" = ?j, '
-                                                   "updated_at = ?, state = ? WHERE device_id = ?"), list(rows))
+    """Update ``(ts, n_readings, values_json, updated_at, state, device_id)`` of known devices
+    (each once)."""
+    if not rows:
+        return
+    codec = codec_for(conn)
+    if codec.postgres:
+        conn.exec_driver_sql('UPDATE features_online SET ts = u.c0, n_readings = u.c1, "values" = u.c2, '
+                             "updated_at = u.c3, state = u.c4 FROM (" + _unnest(_ONLINE_TYPES) + ") AS u "
+                             "WHERE features_online.device_id = u.c5", _columns(rows))
+    else:
+        conn.exec_driver_sql(_sql(codec, 'UPDATE features_online SET ts = ?, n_readings = ?, "values" = ?j, '
+                                         "updated_at = ?, state = ? WHERE device_id = ?"), list(rows))
