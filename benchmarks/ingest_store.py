@@ -7,20 +7,27 @@ thread writes them. Prints wall and CPU msgs/s; CPU time is the figure to compar
 least with what else the machine is doing. ``--rounds`` repeats on a fresh database each time.
 ``--profile N`` prints the N costliest functions (cProfile, cumulative) of one more round.
 
+``--postgres`` writes to a throwaway PostgreSQL cluster instead (a fresh database per round) and
+also prints the server's CPU seconds per round (its processes, read from ``/proc``): on PostgreSQL
+much of a message's cost is the server's.
+
 ``--soak-seconds S --rate R`` instead writes for S seconds at R msgs/s (the fleet reporting on,
 one minute of event time per round of devices) and prints the process's RSS every 15 s: the
 write path's own memory over time, apart from paho, the broker and the queue.
 
     .venv/bin/python benchmarks/ingest_store.py [--devices 10000 --messages 40000 --batch 500 --rounds 3]
+    .venv/bin/python benchmarks/ingest_store.py --postgres --messages 20000
     .venv/bin/python benchmarks/ingest_store.py --soak-seconds 600 --rate 2000
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import itertools
 import json
+import os
 import pstats
 import random
 import tempfile
@@ -86,12 +93,36 @@ def _rss_mb() -> float:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
 
 
+def _postgres_ticks() -> dict[int, int]:
+    """CPU clock ticks used so far by each PostgreSQL server process on this machine."""
+    ticks = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if not f.read().split(b"\0")[0].split(b"/")[-1].startswith(b"postgres"):
+                    continue
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        ticks[int(pid)] = int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks
+
+
+def _postgres_cpu_s_since(before: dict[int, int]) -> float:
+    """Server CPU seconds since ``before`` (``_postgres_ticks``) of the processes still there: one
+    that ended meanwhile (an autovacuum worker) is left out."""
+    now = _postgres_ticks()
+    return sum(t - before.get(pid, 0) for pid, t in now.items()) / os.sysconf("SC_CLK_TCK")
+
+
 def one_round(batch_msgs: list[Inbound], *, url: str | None, batch: int, workdir: Path,
               profiler: cProfile.Profile | None = None) -> dict[str, float]:
     engine = make_engine(url or f"sqlite:///{workdir / f'store-{time.monotonic_ns()}.db'}")
     create_schema(engine)
     clock = ManualClock(batch_msgs[-1].received_at)
     store = IngestStore(engine, clock=clock)
+    server = _postgres_ticks() if engine.dialect.name == "postgresql" else None
     wall, cpu = time.perf_counter(), time.process_time()
     if profiler is not None:
         profiler.enable()
@@ -101,10 +132,15 @@ def one_round(batch_msgs: list[Inbound], *, url: str | None, batch: int, workdir
     if profiler is not None:
         profiler.disable()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    server_s = None if server is None else _postgres_cpu_s_since(server)  # before its backend exits
     engine.dispose()
     if accepted != len(batch_msgs):
         raise SystemExit(f"only {accepted} of {len(batch_msgs)} accepted")
-    return {"wall_msgs_per_s": round(len(batch_msgs) / wall), "cpu_msgs_per_s": round(len(batch_msgs) / cpu)}
+    figures = {"wall_msgs_per_s": round(len(batch_msgs) / wall), "cpu_msgs_per_s": round(len(batch_msgs) / cpu)}
+    if server_s is not None:
+        figures |= {"server_cpu_s": round(server_s, 2), "client_cpu_s": round(cpu, 2),
+                    "total_cpu_us_per_msg": round((cpu + server_s) / len(batch_msgs) * 1e6)}
+    return figures
 
 
 def main() -> None:
@@ -114,6 +150,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--database-url", help="default: a fresh SQLite file per round in a temp dir")
+    parser.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL, a fresh database per round")
     parser.add_argument("--profile", type=int, default=0, metavar="N")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--soak-seconds", type=float, default=0)
@@ -127,19 +164,26 @@ def main() -> None:
             args.json.write_text(json.dumps({"soak": samples}, indent=2))
         return
     msgs = messages(devices=args.devices, count=args.messages)
-    with tempfile.TemporaryDirectory() as tmp:
-        rounds = [one_round(msgs, url=args.database_url, batch=args.batch, workdir=Path(tmp))
-                  for _ in range(args.rounds)]
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        urls: Iterator[str | None] = itertools.repeat(args.database_url)
+        if args.postgres:
+            from foresight.postgres_cluster import PostgresCluster
+
+            cluster = stack.enter_context(contextlib.closing(PostgresCluster.start_new()))
+            urls = (cluster.create_database(f"store_{i}") for i in itertools.count(1))
+        rounds = [one_round(msgs, url=next(urls), batch=args.batch, workdir=Path(tmp)) for _ in range(args.rounds)]
         for i, r in enumerate(rounds, 1):
-            print(f"round {i}: {r['cpu_msgs_per_s']:,} msgs per CPU second, {r['wall_msgs_per_s']:,} msgs/s wall")
-        best = {k: max(r[k] for r in rounds) for k in rounds[0]}
+            server = (f"; client {r['client_cpu_s']} CPU s + server {r['server_cpu_s']} CPU s = "
+                      f"{r['total_cpu_us_per_msg']} µs per message" if "server_cpu_s" in r else "")
+            print(f"round {i}: {r['cpu_msgs_per_s']:,} msgs per CPU second, {r['wall_msgs_per_s']:,} msgs/s wall{server}")
+        best = {k: (min if k.endswith(("_cpu_s", "_per_msg")) else max)(r[k] for r in rounds) for k in rounds[0]}
         print(f"best: {best['cpu_msgs_per_s']:,} msgs per CPU second ({best['wall_msgs_per_s']:,} wall), "
               f"{args.messages:,} messages of {args.devices:,} devices in batches of {args.batch}")
         if args.json:
             args.json.write_text(json.dumps({"rounds": rounds, "best": best}, indent=2))
         if args.profile:
             profiler = cProfile.Profile()
-            one_round(msgs, url=args.database_url, batch=args.batch, workdir=Path(tmp), profiler=profiler)
+            one_round(msgs, url=next(urls), batch=args.batch, workdir=Path(tmp), profiler=profiler)
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.profile)
 
 
