@@ -8,7 +8,7 @@ least with what else the machine is doing. ``--rounds`` repeats on a fresh datab
 ``--profile N`` prints the N costliest functions (cProfile, cumulative) of one more round.
 
 ``--postgres`` writes to a throwaway PostgreSQL cluster instead (a fresh database per round) and
-also prints the server's CPU seconds per round (its processes, read from ``/proc``): on PostgreSQL
+also prints the server's CPU seconds per round (its postmaster and children, from ``/proc``): on PostgreSQL
 much of a message's cost is the server's.
 
 ``--soak-seconds S --rate R`` instead writes for S seconds at R msgs/s (the fleet reporting on,
@@ -93,36 +93,35 @@ def _rss_mb() -> float:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
 
 
-def _postgres_ticks() -> dict[int, int]:
-    """CPU clock ticks used so far by each PostgreSQL server process on this machine."""
+def _postgres_ticks(postmaster: int) -> dict[int, int]:
+    """CPU clock ticks used so far by the server ``postmaster`` and each of its processes."""
     ticks = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if not f.read().split(b"\0")[0].split(b"/")[-1].startswith(b"postgres"):
-                    continue
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:  # gone meanwhile
             continue
-        ticks[int(pid)] = int(fields[11]) + int(fields[12])  # utime + stime
+        if int(pid) == postmaster or int(fields[1]) == postmaster:  # fields[1]: the parent's pid
+            ticks[int(pid)] = int(fields[11]) + int(fields[12])  # utime + stime
     return ticks
 
 
-def _postgres_cpu_s_since(before: dict[int, int]) -> float:
+def _postgres_cpu_s_since(postmaster: int, before: dict[int, int]) -> float:
     """Server CPU seconds since ``before`` (``_postgres_ticks``) of the processes still there: one
     that ended meanwhile (an autovacuum worker) is left out."""
-    now = _postgres_ticks()
+    now = _postgres_ticks(postmaster)
     return sum(t - before.get(pid, 0) for pid, t in now.items()) / os.sysconf("SC_CLK_TCK")
 
 
 def one_round(batch_msgs: list[Inbound], *, url: str | None, batch: int, workdir: Path,
-              profiler: cProfile.Profile | None = None) -> dict[str, float]:
+              profiler: cProfile.Profile | None = None, postmaster: int | None = None) -> dict[str, float]:
+    """One fresh database's figures; with ``postmaster`` (the server's pid) its CPU seconds too."""
     engine = make_engine(url or f"sqlite:///{workdir / f'store-{time.monotonic_ns()}.db'}")
     create_schema(engine)
     clock = ManualClock(batch_msgs[-1].received_at)
     store = IngestStore(engine, clock=clock)
-    server = _postgres_ticks() if engine.dialect.name == "postgresql" else None
+    server = None if postmaster is None else _postgres_ticks(postmaster)
     wall, cpu = time.perf_counter(), time.process_time()
     if profiler is not None:
         profiler.enable()
@@ -132,7 +131,7 @@ def one_round(batch_msgs: list[Inbound], *, url: str | None, batch: int, workdir
     if profiler is not None:
         profiler.disable()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    server_s = None if server is None else _postgres_cpu_s_since(server)  # before its backend exits
+    server_s = None if postmaster is None else _postgres_cpu_s_since(postmaster, server or {})  # before its backend exits
     engine.dispose()
     if accepted != len(batch_msgs):
         raise SystemExit(f"only {accepted} of {len(batch_msgs)} accepted")
@@ -166,12 +165,15 @@ def main() -> None:
     msgs = messages(devices=args.devices, count=args.messages)
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         urls: Iterator[str | None] = itertools.repeat(args.database_url)
+        postmaster = None
         if args.postgres:
             from foresight.postgres_cluster import PostgresCluster
 
             cluster = stack.enter_context(contextlib.closing(PostgresCluster.start_new()))
             urls = (cluster.create_database(f"store_{i}") for i in itertools.count(1))
-        rounds = [one_round(msgs, url=next(urls), batch=args.batch, workdir=Path(tmp)) for _ in range(args.rounds)]
+            postmaster = int((cluster.directory / "data" / "postmaster.pid").read_text().split()[0])
+        rounds = [one_round(msgs, url=next(urls), batch=args.batch, workdir=Path(tmp), postmaster=postmaster)
+                  for _ in range(args.rounds)]
         for i, r in enumerate(rounds, 1):
             server = (f"; client {r['client_cpu_s']} CPU s + server {r['server_cpu_s']} CPU s = "
                       f"{r['total_cpu_us_per_msg']} µs per message" if "server_cpu_s" in r else "")

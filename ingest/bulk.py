@@ -107,9 +107,11 @@ def select_in(conn: Connection, sql: str, ids: Sequence[str]) -> list[Any]:
         text = sql.replace("IN ?*", "IN (" + ",".join([codec.placeholder] * len(chunk)) + ")")
         params = tuple(chunk) * sql.count("IN ?*")
         if codec.postgres:
-            cursor = conn.connection.driver_connection.cursor()  # in this connection's transaction
-            cursor.execute(text, params, prepare=False)
-            found += cursor.fetchall()
+            # The DBAPI connection's own cursor, in its transaction (locks included). Past
+            # SQLAlchemy: no events, and a failure is psycopg's error (the writer retries any).
+            with conn.connection.driver_connection.cursor() as cursor:
+                cursor.execute(text, params, prepare=False)
+                found += cursor.fetchall()
         else:
             found += conn.exec_driver_sql(text, params).all()
     return found
@@ -152,6 +154,8 @@ def insert_new_readings(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> se
     ``codec_for``; ``(device_id, seq)`` distinct); returns the keys really inserted (a
     ``(device_id, seq)`` already stored is left). SQLite has no arrays and its executemany returns
     no rows: multi-row ``VALUES`` in ``_chunks`` there."""
+    if not rows:
+        return set()
     codec = codec_for(conn)
     if codec.postgres:
         found = conn.exec_driver_sql(_READINGS.replace("{rows}", _unnest(_READING_TYPES)), _columns(rows)).all()

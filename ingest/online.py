@@ -90,8 +90,9 @@ def refresh_features(conn: Connection, inserted: Sequence[Telemetry], *, now: da
         if len(new) > 1:
             new.sort(key=lambda t: (t.ts, t.seq))
     lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+    # Sorted: two workers lock the devices they share in one order (chunk after chunk).
     found = select_in(conn, f"SELECT device_id, n_readings, state FROM features_online WHERE device_id IN ?*{lock}",
-                      list(by_device))
+                      sorted(by_device))
     stored = {d: (n, state) for d, n, state in found}
     by_kind: dict[str, list[str]] = defaultdict(list)
     for device_id, new in by_device.items():

@@ -385,7 +385,7 @@ def _touch_devices(conn: Connection, inserted: Sequence[Telemetry], ts: Sequence
         if d not in latest or t.ts >= inserted[latest[d]].ts:
             latest[d] = i
     rows = []
-    for d, i in latest.items():
+    for d, i in sorted(latest.items()):  # one lock order for every worker
         t = inserted[i]
         rows.append((d, t.kind, t.model, t.firmware, "unknown", ts[first[d]], ts[i], t.seq))
     upsert_devices(conn, rows)
