@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from foresight.postgres_cluster import PostgresCluster
 from ingest.clock import ManualClock
 from ingest.contract import PROFILES, Telemetry, encode_telemetry, telemetry_topic
 from ingest.db import create_schema, make_engine
@@ -93,35 +94,14 @@ def _rss_mb() -> float:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
 
 
-def _postgres_ticks(postmaster: int) -> dict[int, int]:
-    """CPU clock ticks used so far by the server ``postmaster`` and each of its processes."""
-    ticks = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        if int(pid) == postmaster or int(fields[1]) == postmaster:  # fields[1]: the parent's pid
-            ticks[int(pid)] = int(fields[11]) + int(fields[12])  # utime + stime
-    return ticks
-
-
-def _postgres_cpu_s_since(postmaster: int, before: dict[int, int]) -> float:
-    """Server CPU seconds since ``before`` (``_postgres_ticks``) of the processes still there: one
-    that ended meanwhile (an autovacuum worker) is left out."""
-    now = _postgres_ticks(postmaster)
-    return sum(t - before.get(pid, 0) for pid, t in now.items()) / os.sysconf("SC_CLK_TCK")
-
-
 def one_round(batch_msgs: list[Inbound], *, url: str | None, batch: int, workdir: Path,
-              profiler: cProfile.Profile | None = None, postmaster: int | None = None) -> dict[str, float]:
-    """One fresh database's figures; with ``postmaster`` (the server's pid) its CPU seconds too."""
+              profiler: cProfile.Profile | None = None, cluster: PostgresCluster | None = None) -> dict[str, float]:
+    """One fresh database's figures; with ``cluster`` (the server written to) its CPU seconds too."""
     engine = make_engine(url or f"sqlite:///{workdir / f'store-{time.monotonic_ns()}.db'}")
     create_schema(engine)
     clock = ManualClock(batch_msgs[-1].received_at)
     store = IngestStore(engine, clock=clock)
-    server = None if postmaster is None else _postgres_ticks(postmaster)
+    server = None if cluster is None else cluster.cpu_ticks()
     wall, cpu = time.perf_counter(), time.process_time()
     if profiler is not None:
         profiler.enable()
@@ -131,7 +111,7 @@ def one_round(batch_msgs: list[Inbound], *, url: str | None, batch: int, workdir
     if profiler is not None:
         profiler.disable()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    server_s = None if postmaster is None else _postgres_cpu_s_since(postmaster, server or {})  # before its backend exits
+    server_s = None if cluster is None else cluster.cpu_s_since(server or {})  # before its backend exits
     engine.dispose()
     if accepted != len(batch_msgs):
         raise SystemExit(f"only {accepted} of {len(batch_msgs)} accepted")
@@ -165,14 +145,11 @@ def main() -> None:
     msgs = messages(devices=args.devices, count=args.messages)
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         urls: Iterator[str | None] = itertools.repeat(args.database_url)
-        postmaster = None
+        cluster = None
         if args.postgres:
-            from foresight.postgres_cluster import PostgresCluster
-
             cluster = stack.enter_context(contextlib.closing(PostgresCluster.start_new()))
             urls = (cluster.create_database(f"store_{i}") for i in itertools.count(1))
-            postmaster = int((cluster.directory / "data" / "postmaster.pid").read_text().split()[0])
-        rounds = [one_round(msgs, url=next(urls), batch=args.batch, workdir=Path(tmp), postmaster=postmaster)
+        rounds = [one_round(msgs, url=next(urls), batch=args.batch, workdir=Path(tmp), cluster=cluster)
                   for _ in range(args.rounds)]
         for i, r in enumerate(rounds, 1):
             server = (f"; client {r['client_cpu_s']} CPU s + server {r['server_cpu_s']} CPU s = "

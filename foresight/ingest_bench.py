@@ -87,6 +87,10 @@ class ScenarioResult:
     #: The paced phase's publish rate (msgs/s), when there was one.
     paced_rate: float | None = None
     paced_processed: int | None = None
+    #: The drain's CPU per message processed, in µs: the consumer's MQTT process, its writer
+    #: process (Foresight) and the broker. On a machine whose cores are full these add up to the
+    #: ceiling: cores / their sum is the most messages per second it can take.
+    cpu_us_per_msg: dict[str, float] | None = None
 
 
 def run_ingest_bench(options: BenchOptions, *, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -106,8 +110,9 @@ def run_ingest_bench(options: BenchOptions, *, log: Callable[[str], None] = prin
             r = results[name]
             latency = (f"; paced at {r.paced_rate:,.0f} msgs/s: p50 {r.p50_ms:.0f} ms, p99 {r.p99_ms:.0f} ms"
                        if r.p50_ms is not None and r.paced_rate else "")
+            cpu = ", ".join(f"{k} {v:.0f}" for k, v in (r.cpu_us_per_msg or {}).items())
             log(f"{name:>18}: {r.processed:,}/{r.published:,} msgs drained in {r.elapsed_s:.1f} s = "
-                f"{r.msgs_per_s:,.0f} msgs/s{latency}, peak RSS {r.peak_rss_mb:.0f} MB")
+                f"{r.msgs_per_s:,.0f} msgs/s{latency}, peak RSS {r.peak_rss_mb:.0f} MB; CPU µs/msg: {cpu}")
         soak = _soak(options, results, log=log) if options.soak_seconds > 0 else None
     finally:
         if cluster is not None:
@@ -142,7 +147,8 @@ def _summary(results: dict[str, ScenarioResult], options: BenchOptions) -> dict[
     def obj(name: str) -> dict[str, Any] | None:
         r = results.get(name)
         return None if r is None else {"msgs_per_s": r.msgs_per_s, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
-                                       "peak_rss_mb": r.peak_rss_mb, "paced_rate": r.paced_rate}
+                                       "peak_rss_mb": r.peak_rss_mb, "paced_rate": r.paced_rate,
+                                       "cpu_us_per_msg": r.cpu_us_per_msg}
 
     def rate(name: str) -> float | None:
         return results[name].msgs_per_s if name in results else None
@@ -188,12 +194,13 @@ def _run_scenario(name: str, *, options: BenchOptions, cluster: Any) -> Scenario
         p50_ms=_hist_quantile(lat, 0.50), p99_ms=_hist_quantile(lat, 0.99),
         peak_rss_mb=round(max(drain["peak_rss_kb"], paced["peak_rss_kb"] if paced else 0) / 1024, 1),
         paced_rate=round(paced["rate"], 1) if paced else None,
-        paced_processed=paced["processed"] if paced else None)
+        paced_processed=paced["processed"] if paced else None, cpu_us_per_msg=drain["cpu_us_per_msg"])
 
 
 def _phase(name: str, phase: str, *, kind: str, database: str, workers: int, writer: str, options: BenchOptions,
            cluster: Any) -> dict[str, Any]:
     """One phase of one scenario on a fresh broker and database; its raw figures."""
+    from .ingest_bench_consumers import cpu_s
     from .mosquitto import Mosquitto
 
     broker = Mosquitto.start_new(max_inflight_messages=5_000, max_queued_messages=10_000_000,
@@ -221,6 +228,8 @@ def _phase(name: str, phase: str, *, kind: str, database: str, workers: int, wri
                     raise RuntimeError("the publisher did not get the backlog into the broker")
                 published = publisher_end.recv()
             go_at = time.time()
+            broker_cpu = cpu_s(broker.proc.pid)
+            server_ticks = cluster.cpu_ticks() if url is not None else {}
             for _, end in consumers:
                 end.send(go_at)
             reports = []
@@ -228,6 +237,10 @@ def _phase(name: str, phase: str, *, kind: str, database: str, workers: int, wri
                 if not end.poll(options.seconds + 120):
                     raise RuntimeError(f"{name} consumer did not report")
                 reports.append(end.recv())
+            broker_cpu = cpu_s(broker.proc.pid) - broker_cpu
+            server_cpu = cluster.cpu_s_since(server_ticks) if url is not None else None
+            for _, end in consumers:  # measured: now they may exit (and their server backends with them)
+                end.send("bye")
             publisher_end.send("stop")
             if published is None:
                 published = publisher_end.recv() if publisher_end.poll(30) else -1
@@ -246,7 +259,20 @@ def _phase(name: str, phase: str, *, kind: str, database: str, workers: int, wri
             "latency_ms": sum((Counter(r["latency_ms"]) for r in reports), Counter()),
             "rss_samples": reports[0]["rss_samples"],
             "peak_rss_kb": max(r["peak_rss_kb"] for r in reports),
-            "per_worker": [r["processed"] for r in reports]}
+            "per_worker": [r["processed"] for r in reports],
+            "cpu_us_per_msg": _per_msg({"mqtt": sum(r["cpu_s"][0] for r in reports),
+                                        "writer": sum(r["cpu_s"][1] for r in reports), "broker": broker_cpu,
+                                        "postgres": server_cpu}, processed, writer=writer)}
+
+
+def _per_msg(cpu_s: dict[str, float | None], processed: int, *, writer: str) -> dict[str, float] | None:
+    """CPU seconds as µs per message processed (the writer's only where it is a process of its own,
+    PostgreSQL's where there is a server)."""
+    if not processed:
+        return None
+    out = {k: round(v / processed * 1e6, 1) for k, v in cpu_s.items()
+           if v is not None and (k != "writer" or writer == "process")}
+    return out | {"total": round(sum(out.values()), 1)}
 
 
 def _spawn(role: str, *args: Any) -> tuple[subprocess.Popen[bytes], Connection]:
@@ -388,7 +414,7 @@ def _consume(kind: str, port: int, workdir: str, database_url: str | None, optio
     for two seconds after the first; reports over ``conn``. Memory is this process's plus its
     writer process's.
     """
-    from .ingest_bench_consumers import make_consumer, peak_rss_kb
+    from .ingest_bench_consumers import cpu_s, make_consumer, peak_rss_kb
 
     consumer = make_consumer(kind, port=port, workdir=Path(workdir), database_url=database_url,
                              batch_size=options.batch_size, worker=worker, shared=shared,
@@ -400,6 +426,7 @@ def _consume(kind: str, port: int, workdir: str, database_url: str | None, optio
     conn.send("ready")
     conn.recv()  # the backlog is queued (drain) or the publisher is starting (paced)
     started_at = time.time()
+    cpu_at_start = (cpu_s(), sum(cpu_s(pid) for pid in consumer.helper_pids()))
     if phase == "drain":
         consumer.connect()
     deadline = started_at + options.seconds
@@ -416,10 +443,13 @@ def _consume(kind: str, port: int, workdir: str, database_url: str | None, optio
             last_change, seen = time.time(), consumer.processed
         elif shared and seen and time.time() - last_change > 2.0:
             break
-    conn.send({"processed": consumer.processed, "started_at": started_at,
+    cpu = (cpu_s() - cpu_at_start[0], sum(cpu_s(pid) for pid in consumer.helper_pids()) - cpu_at_start[1])
+    conn.send({"processed": consumer.processed, "started_at": started_at, "cpu_s": cpu,
                "last_at": consumer.last_at or time.time(), "latency_ms": consumer.latency_ms.counts(),
                "peak_rss_kb": peak_rss_kb(consumer.helper_pids()),
                "rss_samples": [*samples, (*_rss_sample(consumer, started_at), held)]})
+    if conn.poll(60):  # connected until the server's CPU is read: a backend that ended is not counted
+        conn.recv()
     conn.close()
     os._exit(0)  # no orderly drain: what is still queued is not part of the measurement
 

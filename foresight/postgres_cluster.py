@@ -99,6 +99,28 @@ class PostgresCluster:
                   "start")
         self.running = True
 
+    def cpu_ticks(self) -> dict[int, int]:
+        """CPU clock ticks (user + system, ``/proc``) used so far by the server's postmaster and each
+        of its processes, by pid: a benchmark's server CPU is the growth of this between two calls
+        (``cpu_s_since``). Only this cluster's processes, not another server's on the machine."""
+        postmaster = int((self.directory / "data" / "postmaster.pid").read_text().split()[0])
+        ticks = {}
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            if int(pid) == postmaster or int(fields[1]) == postmaster:  # fields[1]: the parent's pid
+                ticks[int(pid)] = int(fields[11]) + int(fields[12])
+        return ticks
+
+    def cpu_s_since(self, before: dict[int, int]) -> float:
+        """Server CPU seconds since ``before`` (``cpu_ticks``) of the processes still there: one that
+        ended meanwhile (an autovacuum worker, a closed connection's backend) is left out."""
+        now = self.cpu_ticks()
+        return sum(t - before.get(pid, 0) for pid, t in now.items()) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.running:
             self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")
