@@ -24,6 +24,7 @@ stopped or died) and ignores SIGINT and SIGTERM: stopping is the parent's busine
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import queue
@@ -414,6 +415,7 @@ def _child_main(fd: int) -> None:
     except Exception:
         log.exception("ingest writer process cannot build its store from %r", spec)
         raise
+    _quiet_gc()
     send(("ready",))
     stop = threading.Event()
     inbox: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
@@ -443,6 +445,19 @@ def _child_main(fd: int) -> None:
         raise
     finally:
         engine.dispose()
+
+
+def _quiet_gc() -> None:
+    """Fewer and shorter cyclic-garbage passes in the writer, which allocates a few thousand
+    objects per batch and frees nearly all of them by reference counting: what the start-up built
+    (modules, the engine, compiled statements) is frozen out of the collector's scans, and the
+    youngest generation is collected after 20,000 allocations instead of 700. Measured
+    (``benchmarks/ingest_store.py``): the default collector took ~4 % of the writer's CPU and its
+    full passes 50 ms each, a pause every batch behind it waits out."""
+    gc.collect()
+    gc.freeze()
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(20_000, second, third)
 
 
 def _install_profiles(profiles: Mapping[str, ApplianceProfile]) -> None:
