@@ -31,7 +31,7 @@ from ingest.contract import (
     Reason,
     Telemetry,
     decode_event,
-    decode_telemetry,
+    decode_telemetry_from,
     parse_topic,
 )
 from ingest.db import (
@@ -153,8 +153,8 @@ class IngestStore:
             try:
                 device_id, channel = parse_topic(msg.topic)
                 if channel == "telemetry":
-                    telemetry.append((msg, decode_telemetry(msg.payload, topic=msg.topic, now=msg.received_at,
-                                                            **limits)))
+                    telemetry.append((msg, decode_telemetry_from(device_id, msg.payload, now=msg.received_at,
+                                                                 **limits)))
                 elif channel == "events":
                     events.append((msg, decode_event(msg.payload, topic=msg.topic, now=msg.received_at,
                                                      **limits)))

@@ -24,6 +24,7 @@ from .wire import (
     Telemetry,
     decode_event,
     decode_telemetry,
+    decode_telemetry_from,
     encode_event,
     encode_telemetry,
     events_topic,
@@ -36,7 +37,7 @@ from .wire import (
 __all__ = [
     "MAX_PAYLOAD_BYTES", "PROFILES", "QOS_TELEMETRY", "RATIO_STATS", "STATS", "STATUS_OFFLINE", "STATUS_ONLINE",
     "ActionKind", "ApplianceProfile", "DecodeError", "Event", "FailureMode", "MetricSpec", "Reason",
-    "Telemetry", "Threshold", "decode_event", "decode_telemetry", "encode_event", "encode_telemetry",
-    "events_topic", "feature_name", "format_ts", "get_profile", "parse_topic", "ratio_metric",
+    "Telemetry", "Threshold", "decode_event", "decode_telemetry", "decode_telemetry_from", "encode_event",
+    "encode_telemetry", "events_topic", "feature_name", "format_ts", "get_profile", "parse_topic", "ratio_metric",
     "status_topic", "telemetry_topic",
 ]

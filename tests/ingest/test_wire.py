@@ -19,8 +19,10 @@ from ingest.contract import (
     Telemetry,
     decode_event,
     decode_telemetry,
+    decode_telemetry_from,
     encode_event,
     encode_telemetry,
+    parse_topic,
     telemetry_topic,
 )
 from tests.payloads import bad_payloads
@@ -56,6 +58,27 @@ def test_every_recorded_bad_payload_is_refused_with_its_reason(case) -> None:  #
         decode_telemetry(case.payload, topic=case.topic, now=NOW)
     assert info.value.reason == case.reason
     assert info.value.detail
+
+
+@pytest.mark.parametrize("case", [c for c in bad_payloads(NOW) if c.topic.endswith("/telemetry")
+                                  and c.reason != Reason.BAD_TOPIC], ids=lambda c: c.name)
+def test_decoding_on_a_parsed_topic_refuses_for_the_same_reason(case) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(DecodeError) as info:
+        decode_telemetry_from(parse_topic(case.topic)[0], case.payload, now=NOW)
+    assert info.value.reason == case.reason
+
+
+@pytest.mark.parametrize(("payload_id", "reason"), [
+    ("rc-2", Reason.DEVICE_MISMATCH), ("rc 1", Reason.SCHEMA), ("", Reason.SCHEMA), (7, Reason.SCHEMA),
+    ("rc-1\u0000", Reason.SCHEMA), ("x" * 65, Reason.SCHEMA)])
+def test_a_payload_device_id_other_than_the_topics_is_checked_then_refused(payload_id, reason) -> None:  # type: ignore[no-untyped-def]
+    body = json.loads(encode_telemetry(_good()))
+    body["device_id"] = payload_id
+    with pytest.raises(DecodeError) as info:
+        decode_telemetry_from("rc-1", json.dumps(body).encode(), now=NOW)
+    assert info.value.reason == reason
+    assert decode_telemetry_from("rc-1", encode_telemetry(_good()), now=NOW) == decode_telemetry(
+        encode_telemetry(_good()), topic=telemetry_topic("rc-1"), now=NOW)
 
 
 def test_schema_also_refuses_the_structurally_bad_ones() -> None:
