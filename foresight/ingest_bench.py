@@ -21,6 +21,7 @@ cluster with durable commits (PostgreSQL defaults). Run with ``foresight bench i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import random
@@ -87,9 +88,12 @@ class ScenarioResult:
     #: The paced phase's publish rate (msgs/s), when there was one.
     paced_rate: float | None = None
     paced_processed: int | None = None
-    #: The drain's CPU per message processed, in µs: the consumer's MQTT process, its writer
-    #: process (Foresight) and the broker. On a machine whose cores are full these add up to the
-    #: ceiling: cores / their sum is the most messages per second it can take.
+    #: The drain's CPU per message processed, in µs: ``consumer`` (the consumer's own process: for
+    #: Foresight the MQTT process, with the writer in it for ``sqlite_thread``), ``writer`` (its
+    #: writer process), ``broker``, ``postgres`` (the server, where there is one) and ``total``. On
+    #: a machine whose cores are full, cores / total is the most messages per second it can take.
+    #: The broker's and server's are counted from the go signal to the last report, so a phase cut
+    #: off by ``seconds`` also charges them for what was delivered but not yet processed.
     cpu_us_per_msg: dict[str, float] | None = None
 
 
@@ -110,9 +114,10 @@ def run_ingest_bench(options: BenchOptions, *, log: Callable[[str], None] = prin
             r = results[name]
             latency = (f"; paced at {r.paced_rate:,.0f} msgs/s: p50 {r.p50_ms:.0f} ms, p99 {r.p99_ms:.0f} ms"
                        if r.p50_ms is not None and r.paced_rate else "")
-            cpu = ", ".join(f"{k} {v:.0f}" for k, v in (r.cpu_us_per_msg or {}).items())
+            cpu = ("; CPU µs/msg: " + ", ".join(f"{k} {v:.0f}" for k, v in r.cpu_us_per_msg.items())
+                   if r.cpu_us_per_msg else "")
             log(f"{name:>18}: {r.processed:,}/{r.published:,} msgs drained in {r.elapsed_s:.1f} s = "
-                f"{r.msgs_per_s:,.0f} msgs/s{latency}, peak RSS {r.peak_rss_mb:.0f} MB; CPU µs/msg: {cpu}")
+                f"{r.msgs_per_s:,.0f} msgs/s{latency}, peak RSS {r.peak_rss_mb:.0f} MB{cpu}")
         soak = _soak(options, results, log=log) if options.soak_seconds > 0 else None
     finally:
         if cluster is not None:
@@ -200,8 +205,8 @@ def _run_scenario(name: str, *, options: BenchOptions, cluster: Any) -> Scenario
 def _phase(name: str, phase: str, *, kind: str, database: str, workers: int, writer: str, options: BenchOptions,
            cluster: Any) -> dict[str, Any]:
     """One phase of one scenario on a fresh broker and database; its raw figures."""
-    from .ingest_bench_consumers import cpu_s
     from .mosquitto import Mosquitto
+    from .procstat import cpu_s
 
     broker = Mosquitto.start_new(max_inflight_messages=5_000, max_queued_messages=10_000_000,
                                  extra_config=["max_queued_bytes 0"])
@@ -228,6 +233,7 @@ def _phase(name: str, phase: str, *, kind: str, database: str, workers: int, wri
                     raise RuntimeError("the publisher did not get the backlog into the broker")
                 published = publisher_end.recv()
             go_at = time.time()
+            assert broker.proc is not None and (url is None or cluster is not None)
             broker_cpu = cpu_s(broker.proc.pid)
             server_ticks = cluster.cpu_ticks() if url is not None else {}
             for _, end in consumers:
@@ -240,14 +246,16 @@ def _phase(name: str, phase: str, *, kind: str, database: str, workers: int, wri
             broker_cpu = cpu_s(broker.proc.pid) - broker_cpu
             server_cpu = cluster.cpu_s_since(server_ticks) if url is not None else None
             for _, end in consumers:  # measured: now they may exit (and their server backends with them)
-                end.send("bye")
+                with contextlib.suppress(OSError):
+                    end.send("bye")
             publisher_end.send("stop")
             if published is None:
                 published = publisher_end.recv() if publisher_end.poll(30) else -1
         finally:
             _reap(publisher)
     finally:
-        for proc, _ in consumers:
+        for proc, end in consumers:
+            end.close()  # a consumer waiting for "bye" sees the end and exits
             _reap(proc)
         broker.close()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -260,7 +268,7 @@ def _phase(name: str, phase: str, *, kind: str, database: str, workers: int, wri
             "rss_samples": reports[0]["rss_samples"],
             "peak_rss_kb": max(r["peak_rss_kb"] for r in reports),
             "per_worker": [r["processed"] for r in reports],
-            "cpu_us_per_msg": _per_msg({"mqtt": sum(r["cpu_s"][0] for r in reports),
+            "cpu_us_per_msg": _per_msg({"consumer": sum(r["cpu_s"][0] for r in reports),
                                         "writer": sum(r["cpu_s"][1] for r in reports), "broker": broker_cpu,
                                         "postgres": server_cpu}, processed, writer=writer)}
 
@@ -414,7 +422,8 @@ def _consume(kind: str, port: int, workdir: str, database_url: str | None, optio
     for two seconds after the first; reports over ``conn``. Memory is this process's plus its
     writer process's.
     """
-    from .ingest_bench_consumers import cpu_s, make_consumer, peak_rss_kb
+    from .ingest_bench_consumers import make_consumer, peak_rss_kb
+    from .procstat import cpu_s
 
     consumer = make_consumer(kind, port=port, workdir=Path(workdir), database_url=database_url,
                              batch_size=options.batch_size, worker=worker, shared=shared,
@@ -448,8 +457,10 @@ def _consume(kind: str, port: int, workdir: str, database_url: str | None, optio
                "last_at": consumer.last_at or time.time(), "latency_ms": consumer.latency_ms.counts(),
                "peak_rss_kb": peak_rss_kb(consumer.helper_pids()),
                "rss_samples": [*samples, (*_rss_sample(consumer, started_at), held)]})
-    if conn.poll(60):  # connected until the server's CPU is read: a backend that ended is not counted
+    try:  # connected until the server's CPU is read (a backend that ended is not counted), or the end
         conn.recv()
+    except (EOFError, OSError):
+        pass
     conn.close()
     os._exit(0)  # no orderly drain: what is still queued is not part of the measurement
 

@@ -15,7 +15,6 @@ the backlog is published, and come back to drain it.
 from __future__ import annotations
 
 import json
-import os
 import resource
 import threading
 import time
@@ -98,18 +97,6 @@ def peak_rss_kb(pids: Sequence[int] = ()) -> int:
     fork + exec, so a child would report the (much larger) CLI parent's peak."""
     own = _status_kb("self", "VmHWM:") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return own + sum(_status_kb(pid, "VmHWM:") for pid in pids)
-
-
-def cpu_s(pid: int | str = "self") -> float:
-    """CPU seconds (user + system, all threads) a process has used so far; 0 when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _status_kb(pid: int | str, field: str) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Self
 
 from .mosquitto import free_port
+from .procstat import TICKS_PER_S, stat
 
 __all__ = ["PostgresCluster", "PostgresNotInstalled"]
 
@@ -105,21 +106,17 @@ class PostgresCluster:
         (``cpu_s_since``). Only this cluster's processes, not another server's on the machine."""
         postmaster = int((self.directory / "data" / "postmaster.pid").read_text().split()[0])
         ticks = {}
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:  # gone meanwhile
-                continue
-            if int(pid) == postmaster or int(fields[1]) == postmaster:  # fields[1]: the parent's pid
-                ticks[int(pid)] = int(fields[11]) + int(fields[12])
+        for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
+            found = stat(pid)
+            if found is not None and postmaster in (pid, found[0]):
+                ticks[pid] = found[1]
         return ticks
 
     def cpu_s_since(self, before: dict[int, int]) -> float:
         """Server CPU seconds since ``before`` (``cpu_ticks``) of the processes still there: one that
         ended meanwhile (an autovacuum worker, a closed connection's backend) is left out."""
         now = self.cpu_ticks()
-        return sum(t - before.get(pid, 0) for pid, t in now.items()) / os.sysconf("SC_CLK_TCK")
+        return sum(t - before.get(pid, 0) for pid, t in now.items()) / TICKS_PER_S
 
     def stop(self) -> None:
         if self.running:

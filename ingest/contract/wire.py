@@ -173,13 +173,15 @@ def decode_telemetry(payload: bytes, *, topic: str, now: datetime,
 def decode_telemetry_from(topic_device: str, payload: bytes, *, now: datetime,
                           max_future: timedelta = timedelta(minutes=5),
                           max_past: timedelta = timedelta(days=30)) -> Telemetry:
-    """``decode_telemetry`` of a payload that arrived on the telemetry topic of ``topic_device``, an
-    id ``parse_topic`` already checked (the ingester parses each topic once, to route it)."""
+    """``decode_telemetry`` of a payload that arrived on the telemetry topic of ``topic_device``
+    (the ingester splits each topic once, to route it)."""
+    if not _valid_id(topic_device):
+        raise DecodeError(Reason.BAD_TOPIC, f"device id {topic_device!r} in topic is not a valid id")
     body = _load_object(payload)
     _exact_keys(body, required=_TELEMETRY_KEYS)
     _check_version(body["v"])
     device_id = body["device_id"]
-    if device_id != topic_device:  # an equal id is the topic's, valid already: only another is checked
+    if device_id != topic_device:  # an equal id is the topic's, checked above: only another one is
         device_id = _id_field(body, "device_id")
         raise DecodeError(Reason.DEVICE_MISMATCH,
                           f"payload device_id {device_id!r} differs from topic device {topic_device!r}")

@@ -9,7 +9,7 @@ import time
 from sqlalchemy import create_engine, text
 
 from foresight.ingest_bench import _per_msg
-from foresight.ingest_bench_consumers import cpu_s
+from foresight.procstat import cpu_s
 from tests.services import Postgres
 
 _BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\ninput()"
@@ -32,12 +32,12 @@ def test_a_process_cpu_seconds_grow_as_it_works_and_a_gone_one_reads_zero() -> N
 
 
 def test_per_message_figures_name_each_process_that_is_one_and_add_up() -> None:
-    seconds = {"mqtt": 0.4, "writer": 0.7, "broker": 0.1, "postgres": None}
-    assert _per_msg(seconds, 10_000, writer="process") == {"mqtt": 40.0, "writer": 70.0, "broker": 10.0,
+    seconds = {"consumer": 0.4, "writer": 0.7, "broker": 0.1, "postgres": None}
+    assert _per_msg(seconds, 10_000, writer="process") == {"consumer": 40.0, "writer": 70.0, "broker": 10.0,
                                                            "total": 120.0}
-    # The writer thread's CPU is the MQTT process's already; a PostgreSQL server is counted apart.
+    # The writer thread's CPU is the consumer process's already; a PostgreSQL server is counted apart.
     assert _per_msg(seconds | {"postgres": 0.5}, 10_000, writer="thread") == {
-        "mqtt": 40.0, "broker": 10.0, "postgres": 50.0, "total": 100.0}
+        "consumer": 40.0, "broker": 10.0, "postgres": 50.0, "total": 100.0}
     assert _per_msg(seconds, 0, writer="process") is None
 
 
