@@ -7,7 +7,6 @@ and wrong passwords are refused; a payload that claims another device id is dead
 from __future__ import annotations
 
 import itertools
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,8 +57,8 @@ def _telemetry(device_id: str, seq: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def fleet() -> Iterator[Fleet]:
-    out = Path(tempfile.mkdtemp(prefix="foresight-provision-"))
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    out = tmp_path_factory.mktemp("provision")
     provision([DEVICE_A, DEVICE_B], out=out, backend_users=[BACKEND])
     passwords = {**read_credentials(out / CREDENTIALS_FILE), **read_credentials(out / BACKEND_CREDENTIALS_FILE)}
     broker = Mosquitto.start_new(password_file=out / "passwd", acl_file=out / "acl")
@@ -163,9 +162,9 @@ def test_forged_device_id_in_payload_is_dead_lettered(fleet: Fleet, engine: Engi
         ing.stop()
 
 
-def test_python_hashes_are_accepted_by_mosquitto() -> None:
+def test_python_hashes_are_accepted_by_mosquitto(tmp_path: Path) -> None:
     """The fallback ``$7$`` hashing (no mosquitto_passwd binary) writes a file Mosquitto reads."""
-    out = Path(tempfile.mkdtemp(prefix="foresight-provision-py-"))
+    out = tmp_path
     provision([DEVICE_A], out=out, backend_users=[BACKEND], use_binary=False)
     password = read_credentials(out / CREDENTIALS_FILE)[DEVICE_A]
     broker = Mosquitto.start_new(password_file=out / "passwd", acl_file=out / "acl")

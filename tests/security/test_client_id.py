@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,8 +40,7 @@ class Broker:
     tls: ssl.SSLContext
 
 
-def _start(*, use_username_as_clientid: bool, extra_config: tuple[str, ...] = ()) -> Broker:
-    folder = Path(tempfile.mkdtemp(prefix="foresight-clientid-"))
+def _start(folder: Path, *, use_username_as_clientid: bool, extra_config: tuple[str, ...] = ()) -> Broker:
     certs = make_certificates(folder / "certs")
     provision([DEVICE], out=folder, backend_users=[BACKEND])
     broker = Mosquitto.start_new(password_file=folder / "passwd", acl_file=folder / "acl",
@@ -54,15 +52,15 @@ def _start(*, use_username_as_clientid: bool, extra_config: tuple[str, ...] = ()
 
 
 @pytest.fixture(scope="module")
-def guarded() -> Iterator[Broker]:
-    b = _start(use_username_as_clientid=True)
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    b = _start(tmp_path_factory.mktemp("clientid"), use_username_as_clientid=True)
     yield b
     b.broker.close()
 
 
-def test_by_default_a_device_can_kick_the_ingester_off() -> None:
+def test_by_default_a_device_can_kick_the_ingester_off(tmp_path: Path) -> None:
     """The threat, on Mosquitto's defaults: any valid login may claim any client id."""
-    b = _start(use_username_as_clientid=False)
+    b = _start(tmp_path, use_username_as_clientid=False)
     try:
         ingester = connect_client(b.broker, BACKEND, b.passwords[BACKEND], client_id=INGEST_ID, clean=False)
         device = connect_client(b.broker, DEVICE, b.passwords[DEVICE], client_id=INGEST_ID)
@@ -73,10 +71,10 @@ def test_by_default_a_device_can_kick_the_ingester_off() -> None:
         b.broker.close()
 
 
-def test_the_setting_is_per_listener_so_it_must_be_on_every_one() -> None:
+def test_the_setting_is_per_listener_so_it_must_be_on_every_one(tmp_path: Path) -> None:
     """Set under the plain listener only: the backend's id there becomes its username, and a device
     on the TLS listener, which keeps client ids as given, claims exactly that id."""
-    b = _start(use_username_as_clientid=False, extra_config=("use_username_as_clientid true",))
+    b = _start(tmp_path, use_username_as_clientid=False, extra_config=("use_username_as_clientid true",))
     try:
         ingester = connect_client(b.broker, BACKEND, b.passwords[BACKEND], client_id=INGEST_ID, clean=False)
         device = connect_client(b.broker, DEVICE, b.passwords[DEVICE], client_id=BACKEND,

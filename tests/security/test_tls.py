@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -62,16 +61,16 @@ def _start(folder: Path, *, require_certificate: bool) -> TlsBroker:
 
 
 @pytest.fixture(scope="module")
-def tls_broker() -> Iterator[TlsBroker]:
-    b = _start(Path(tempfile.mkdtemp(prefix="foresight-tls-")), require_certificate=False)
+def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
+    b = _start(tmp_path_factory.mktemp("tls"), require_certificate=False)
     yield b
     b.broker.close()
 
 
 @pytest.fixture(scope="module")
-def mtls_broker() -> Iterator[TlsBroker]:
+def mtls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
     """A listener with ``require_certificate true``: a password alone does not connect."""
-    b = _start(Path(tempfile.mkdtemp(prefix="foresight-mtls-")), require_certificate=True)
+    b = _start(tmp_path_factory.mktemp("mtls"), require_certificate=True)
     yield b
     b.broker.close()
 
