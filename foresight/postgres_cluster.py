@@ -100,11 +100,15 @@ class PostgresCluster:
                   "start")
         self.running = True
 
+    def postmaster_pid(self) -> int:
+        """The running server's postmaster process id (the first line of ``postmaster.pid``)."""
+        return int((self.directory / "data" / "postmaster.pid").read_text().split()[0])
+
     def cpu_ticks(self) -> dict[int, int]:
         """CPU clock ticks (user + system, ``/proc``) used so far by the server's postmaster and each
         of its processes, by pid: a benchmark's server CPU is the growth of this between two calls
         (``cpu_s_since``). Only this cluster's processes, not another server's on the machine."""
-        postmaster = int((self.directory / "data" / "postmaster.pid").read_text().split()[0])
+        postmaster = self.postmaster_pid()
         ticks = {}
         for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
             found = stat(pid)

@@ -31,7 +31,7 @@ from ingest.contract import (
     Reason,
     Telemetry,
     decode_event,
-    decode_telemetry_from,
+    decode_telemetry,
     parse_topic,
 )
 from ingest.db import (
@@ -151,14 +151,16 @@ class IngestStore:
         limits = {"max_future": self._max_future, "max_past": self._max_past}
         for msg in batch:
             try:
-                device_id, channel = parse_topic(msg.topic)
+                # Routed by the last level alone: each decoder parses and checks the whole topic once.
+                channel = msg.topic.rpartition("/")[2]
                 if channel == "telemetry":
-                    telemetry.append((msg, decode_telemetry_from(device_id, msg.payload, now=msg.received_at,
-                                                                 **limits)))
+                    telemetry.append((msg, decode_telemetry(msg.payload, topic=msg.topic, now=msg.received_at,
+                                                            **limits)))
                 elif channel == "events":
                     events.append((msg, decode_event(msg.payload, topic=msg.topic, now=msg.received_at,
                                                      **limits)))
-                else:
+                else:  # a status, or a topic parse_topic refuses
+                    device_id, _ = parse_topic(msg.topic)
                     statuses.append((msg, device_id, _decode_status(msg.payload)))
             except DecodeError as exc:
                 dead.append((msg, exc.reason, exc.detail))

@@ -167,16 +167,22 @@ def decode_telemetry(payload: bytes, *, topic: str, now: datetime,
     topic_device, channel = parse_topic(topic)
     if channel != "telemetry":
         raise DecodeError(Reason.BAD_TOPIC, f"expected a telemetry topic, got {topic!r}")
-    return decode_telemetry_from(topic_device, payload, now=now, max_future=max_future, max_past=max_past)
+    return _decode_telemetry_on(topic_device, payload, now=now, max_future=max_future, max_past=max_past)
 
 
 def decode_telemetry_from(topic_device: str, payload: bytes, *, now: datetime,
                           max_future: timedelta = timedelta(minutes=5),
                           max_past: timedelta = timedelta(days=30)) -> Telemetry:
-    """``decode_telemetry`` of a payload that arrived on the telemetry topic of ``topic_device``
-    (the ingester splits each topic once, to route it)."""
+    """``decode_telemetry`` of a payload that arrived on the telemetry topic of ``topic_device``,
+    for a caller that has the device id rather than the topic."""
     if not _valid_id(topic_device):
         raise DecodeError(Reason.BAD_TOPIC, f"device id {topic_device!r} in topic is not a valid id")
+    return _decode_telemetry_on(topic_device, payload, now=now, max_future=max_future, max_past=max_past)
+
+
+def _decode_telemetry_on(topic_device: str, payload: bytes, *, now: datetime, max_future: timedelta,
+                         max_past: timedelta) -> Telemetry:
+    """The payload's part of ``decode_telemetry``, ``topic_device`` a checked id (checked once)."""
     body = _load_object(payload)
     _exact_keys(body, required=_TELEMETRY_KEYS)
     _check_version(body["v"])

@@ -43,8 +43,7 @@ def test_per_message_figures_name_each_process_that_is_one_and_add_up() -> None:
 
 def test_a_cluster_counts_its_own_server_processes_cpu(postgres: Postgres) -> None:
     ticks = postgres.cpu_ticks()
-    postmaster = int((postgres.directory / "data" / "postmaster.pid").read_text().split()[0])
-    assert postmaster in ticks and len(ticks) >= 3  # the postmaster and its background processes
+    assert postgres.postmaster_pid() in ticks and len(ticks) >= 3  # the postmaster and its background processes
     engine = create_engine(postgres.url())
     try:
         with engine.connect() as conn:
